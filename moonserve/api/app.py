@@ -1,0 +1,55 @@
+"""The FastAPI application: start-up (store, first run, engines) and the routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Callable
+
+from fastapi import FastAPI
+
+from ..accounts.store import Store
+from ..config import Config
+from ..engines import create_engine
+from ..service.bootstrap import FirstRun, first_run
+from ..service.chat import ChatService
+from . import errors
+from .metrics import Metrics
+from .routes import router
+
+log = logging.getLogger("moonserve")
+
+
+def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | None = None) -> FastAPI:
+    store = Store(config.database_url)
+    used = sorted(set(config.routes.values()))
+    engines = {name: create_engine(config.deployments[name], config.models_dir) for name in used}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store.migrate()
+        fr = first_run(store, config)
+        if fr and on_first_run:
+            on_first_run(fr)
+        started: list = []
+        try:
+            for name, engine in engines.items():
+                await engine.start()
+                started.append(engine)
+                log.info("deployment %s ready", name)
+            yield
+        finally:
+            for engine in started:
+                await engine.close()
+
+    app = FastAPI(title="Moonserve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.config = config
+    app.state.store = store
+    app.state.engines = engines
+    app.state.service = ChatService(config, store, engines)
+    app.state.metrics = Metrics(engines)
+    app.state.started_at = int(time.time())
+    errors.install(app)
+    app.include_router(router)
+    return app

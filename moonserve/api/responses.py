@@ -1,0 +1,141 @@
+"""Shape engine deltas into Model Studio's replies: one JSON body, or SSE chunks.
+
+Chunks are built as dicts and serialised with json.dumps: this runs once per generated token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import AsyncIterator
+
+from ..engines.protocol import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from ..errors import InternalError, ModelStudioError
+from ..service.chat import ChatRun
+
+log = logging.getLogger("moonserve.api")
+
+
+def usage_body(u: Usage) -> dict:
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {
+            "cached_tokens": u.cached_tokens,
+            "text_tokens": u.prompt_tokens - u.image_tokens - u.video_tokens,
+            "image_tokens": u.image_tokens,
+            "video_tokens": u.video_tokens,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": u.reasoning_tokens,
+            "text_tokens": u.completion_tokens - u.reasoning_tokens,
+        },
+    }
+
+
+class ToolCallAssembler:
+    """Collects streamed tool-call pieces into complete `tool_calls` entries."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def add(self, d: ToolCallDelta) -> None:
+        while len(self.calls) <= d.index:
+            self.calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        call = self.calls[d.index]
+        if d.id is not None:
+            call["id"] = d.id
+        if d.name is not None:
+            call["function"]["name"] = d.name
+        call["function"]["arguments"] += d.arguments
+
+
+async def collect(run: ChatRun, request_id: str) -> dict:
+    """The whole non-stream reply."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    tools = ToolCallAssembler()
+    finish: Finish | None = None
+    async for d in run.deltas:
+        t = type(d)
+        if t is TextDelta:
+            content.append(d.text)
+        elif t is ReasoningDelta:
+            reasoning.append(d.text)
+        elif t is ToolCallDelta:
+            tools.add(d)
+        elif t is Finish:
+            finish = d
+    assert finish is not None, "engine stream ended without Finish"
+    message: dict = {"role": "assistant", "content": "".join(content)}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if tools.calls:
+        message["tool_calls"] = tools.calls
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": run.model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish.reason, "logprobs": None}],
+        "usage": usage_body(finish.usage),
+    }
+
+
+def _sse(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def stream(run: ChatRun, request_id: str) -> AsyncIterator[bytes]:
+    """SSE: a role chunk, delta chunks, a finish chunk, the usage chunk if asked, then [DONE].
+    An error after the first byte is sent as `data: {"error": ...}` and ends the stream."""
+    cid = f"chatcmpl-{request_id}"
+    created = int(time.time())
+    model = run.model
+
+    def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
+        return _sse({
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            "usage": None,
+        })
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for d in run.deltas:
+            t = type(d)
+            if t is TextDelta:
+                yield chunk({"content": d.text})
+            elif t is ReasoningDelta:
+                yield chunk({"content": None, "reasoning_content": d.text})
+            elif t is ToolCallDelta:
+                piece: dict = {"index": d.index, "function": {"arguments": d.arguments}}
+                if d.id is not None:
+                    piece = {"index": d.index, "id": d.id, "type": "function",
+                             "function": {"name": d.name, "arguments": d.arguments}}
+                yield chunk({"content": None, "tool_calls": [piece]})
+            elif t is Finish:
+                yield chunk({}, d.reason)
+                if run.include_usage:
+                    yield _sse({
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "system_fingerprint": None,
+                        "choices": [],
+                        "usage": usage_body(d.usage),
+                    })
+        yield b"data: [DONE]\n\n"
+    except ModelStudioError as exc:
+        yield _sse(exc.body(request_id))
+    except Exception:
+        log.exception("stream %s failed", request_id)
+        yield _sse(InternalError().body(request_id))

@@ -1,0 +1,114 @@
+"""Routes: parse, call the service, shape the reply. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ..accounts.store import ApiKey
+from ..catalog import cards
+from ..errors import InvalidParameter, ModelStudioError
+from ..wire import ChatRequest
+from . import responses
+from .auth import require_key
+from .errors import request_id, validation_error
+
+router = APIRouter()
+PREFIXES = ("/compatible-mode/v1", "/v1")
+
+
+async def read_chat_request(request: Request) -> ChatRequest:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParameter(f"The request body is not valid JSON: {exc}", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidParameter("The request body must be a JSON object", param="body")
+    # The guide's Node.js example sends `extra_body: {...}` literally (the Node SDK passes unknown
+    # keys through); Model Studio reads those fields as top-level ones, and so do we.
+    extra = body.pop("extra_body", None)
+    if isinstance(extra, dict):
+        for k, v in extra.items():
+            body.setdefault(k, v)
+    try:
+        return ChatRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def chat_completions(request: Request, key: ApiKey = Depends(require_key)):
+    state = request.app.state
+    rid = request_id(request)
+    started = time.perf_counter()
+    model = "-"
+    try:
+        req = await read_chat_request(request)
+        model = req.model
+        card = await run_in_threadpool(state.service.authorize_model, key, req.model)
+        run = await state.service.start(key, req, card)
+    except ModelStudioError as exc:
+        state.metrics.requests.labels(model if model in cards() else "-", str(exc.status)).inc()
+        raise
+    state.metrics.ttft.labels(req.model).observe(time.perf_counter() - started)
+    state.metrics.requests.labels(req.model, "200").inc()
+    headers = {"x-request-id": rid}
+    if run.ignored:
+        headers["X-Moonserve-Ignored-Params"] = ",".join(run.ignored)
+
+    if req.stream:
+        return StreamingResponse(
+            responses.stream(run, rid),
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    # Non-stream: generate, but stop as soon as the client goes away.
+    work = asyncio.ensure_future(responses.collect(run, rid))
+    watch = asyncio.ensure_future(_until_disconnect(request))
+    await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    if not work.done():
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        await run.deltas.aclose()
+        return PlainTextResponse("", status_code=499)
+    watch.cancel()
+    return JSONResponse(work.result(), headers=headers)
+
+
+async def list_models(request: Request, key: ApiKey = Depends(require_key)):
+    active = await run_in_threadpool(request.app.state.store.activated_models, key.workspace_id)
+    created = request.app.state.started_at
+    data = [
+        {"id": c.id, "object": "model", "created": created, "owned_by": c.owned_by}
+        for c in cards().values()
+        if c.id in active
+    ]
+    return {"object": "list", "data": data}
+
+
+for prefix in PREFIXES:
+    router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
+    router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
+
+
+@router.get("/health")
+async def health(request: Request):
+    engines = request.app.state.engines
+    return {"status": "ok", "deployments": {name: e.stats() for name, e in engines.items()}}
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    return PlainTextResponse(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

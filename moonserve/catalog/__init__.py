@@ -1,0 +1,44 @@
+"""The public model ids and their cards (rules), read from `models.toml`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    input: tuple[str, ...]
+    thinking: str  # "always" | "hybrid"
+    preserve_thinking: str  # "on" | "off" | "unsupported"
+    temperature_thinking: float
+    top_p: float
+    thinking_default: bool = True
+    temperature_non_thinking: float | None = None
+    owned_by: str = "kimi"
+
+    @property
+    def thinking_only(self) -> bool:
+        return self.thinking == "always"
+
+    def temperature(self, thinking: bool) -> float:
+        if thinking or self.temperature_non_thinking is None:
+            return self.temperature_thinking
+        return self.temperature_non_thinking
+
+
+@cache
+def cards() -> dict[str, ModelCard]:
+    with open(Path(__file__).with_name("models.toml"), "rb") as f:
+        data = tomllib.load(f)
+    return {
+        model_id: ModelCard(id=model_id, **{**raw, "input": tuple(raw["input"])})
+        for model_id, raw in data["models"].items()
+    }
+
+
+def card(model_id: str) -> ModelCard | None:
+    return cards().get(model_id)

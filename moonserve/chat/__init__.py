@@ -1,0 +1,1 @@
+"""Chat templates and the parsers that turn generated text back into message parts."""

@@ -1,0 +1,198 @@
+"""The `moonserve` command: serve, keys, models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .accounts.store import DEFAULT_WORKSPACE, NotFound, Store
+from .catalog import cards
+from .config import Config, ConfigError, load_config
+
+app = typer.Typer(help="Moonserve: the Model Studio Kimi API, served on your own machines.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+models_app = typer.Typer(help="Public model ids and their activation per workspace.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Operator config file (TOML). Env: MOONSERVE_CONFIG.")
+JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+WorkspaceOpt = typer.Option(DEFAULT_WORKSPACE, "--workspace", "-w", help="Workspace id.")
+
+
+def _config(path: Optional[str]) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2)
+
+
+def _store(cfg: Config) -> Store:
+    store = Store(cfg.database_url)
+    store.migrate()
+    return store
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address to bind (config: server.host; default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (config: server.port; default 8000)."),
+    config: Optional[str] = ConfigOpt,
+    access_log: bool = typer.Option(False, "--access-log", help="Log every HTTP request."),
+):
+    """Start the HTTP server. The first run creates the default workspace and prints an API key."""
+    import uvicorn
+
+    from .api.app import create_app
+    from .service.bootstrap import FirstRun
+
+    cfg = _config(config)
+    host = host or cfg.server.host
+    port = port if port is not None else cfg.server.port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def announce(fr: FirstRun) -> None:
+        out.print("[bold]First run:[/bold] created workspace [cyan]default[/cyan] and this API key "
+                  "(shown once, only its hash is stored):")
+        out.print(f"\n    MOONSERVE_API_KEY={fr.secret}\n", highlight=False, soft_wrap=True)
+        if fr.activated:
+            out.print("Activated for workspace default: " + ", ".join(fr.activated) +
+                      "\n(turn this off with server.bootstrap_activation = false; "
+                      "undo with `moonserve models deactivate MODEL`)")
+        sys.stdout.flush()
+
+    out.print(f"Moonserve: state in {cfg.home}, database {cfg.database_url.split('://')[0]}, "
+              f"region {cfg.server.region}")
+    out.print(f"Serving on http://{host}:{port}/compatible-mode/v1 (loading models...)")
+    sys.stdout.flush()
+    app_ = create_app(cfg, on_first_run=announce)
+    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log, timeout_graceful_shutdown=5)
+
+
+@keys_app.command("create")
+def keys_create(
+    workspace: str = WorkspaceOpt,
+    region: Optional[str] = typer.Option(None, help="Region the key is valid in (default: the server's)."),
+    config: Optional[str] = ConfigOpt,
+    as_json: bool = JsonOpt,
+):
+    """Create an API key. The key is printed once; only its hash is stored."""
+    cfg = _config(config)
+    key, secret = _store(cfg).create_key(workspace, region or cfg.server.region)
+    if as_json:
+        _print_json({**key.as_json(), "key": secret})
+    else:
+        out.print(f"Created {key.id} for workspace {workspace} (region {key.region}). The key, shown once:")
+        out.print(secret, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    workspace: Optional[str] = typer.Option(None, "--workspace", "-w", help="Only this workspace."),
+    config: Optional[str] = ConfigOpt,
+    as_json: bool = JsonOpt,
+):
+    """List API keys (never the keys themselves)."""
+    keys = _store(_config(config)).list_keys(workspace)
+    if as_json:
+        _print_json([k.as_json() for k in keys])
+        return
+    table = Table("id", "workspace", "region", "key", "created", "last used", "revoked")
+    for k in keys:
+        table.add_row(k.id, k.workspace_id, k.region, k.hint, _short(k.created_at), _short(k.last_used_at),
+                      _short(k.revoked_at))
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: Optional[str] = ConfigOpt, as_json: bool = JsonOpt):
+    """Revoke a key. Takes effect at once on every server sharing the database."""
+    try:
+        key = _store(_config(config)).revoke_key(key_id)
+    except NotFound as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        _print_json(key.as_json())
+    else:
+        out.print(f"Revoked {key.id}.")
+
+
+@models_app.command("list")
+def models_list(workspace: str = WorkspaceOpt, config: Optional[str] = ConfigOpt, as_json: bool = JsonOpt):
+    """The public model ids, their deployment, and whether the workspace activated them."""
+    cfg = _config(config)
+    active = _store(cfg).activated_models(workspace)
+    rows = [
+        {
+            "id": c.id,
+            "thinking": "thinking-only" if c.thinking_only else "hybrid",
+            "deployment": cfg.routes[c.id],
+            "engine": cfg.deployments[cfg.routes[c.id]].engine,
+            "activated": c.id in active,
+        }
+        for c in cards().values()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("model", "thinking", "deployment", "engine", f"activated ({workspace})")
+    for r in rows:
+        table.add_row(r["id"], r["thinking"], r["deployment"], r["engine"], "yes" if r["activated"] else "no")
+    out.print(table)
+
+
+def _known_model(model: str) -> str:
+    if model not in cards():
+        err.print(f"[red]unknown model {model!r}[/red]; the ids are: {', '.join(cards())}")
+        raise typer.Exit(1)
+    return model
+
+
+@models_app.command("activate")
+def models_activate(
+    model: str,
+    workspace: str = WorkspaceOpt,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Skip the confirmation."),
+    config: Optional[str] = ConfigOpt,
+    as_json: bool = JsonOpt,
+):
+    """Activate a model for a workspace (Model Studio's "Activate Now")."""
+    _known_model(model)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Activate {model} for workspace {workspace}? Calls to it will be billed", abort=True)
+    changed = _store(_config(config)).activate(workspace, model)
+    if as_json:
+        _print_json({"model": model, "workspace": workspace, "activated": True, "changed": changed})
+    else:
+        out.print(f"{model} is activated for workspace {workspace}" + ("." if changed else " (already was)."))
+
+
+@models_app.command("deactivate")
+def models_deactivate(model: str, workspace: str = WorkspaceOpt, config: Optional[str] = ConfigOpt,
+                      as_json: bool = JsonOpt):
+    """Deactivate a model for a workspace: its calls then answer 403."""
+    _known_model(model)
+    changed = _store(_config(config)).deactivate(workspace, model)
+    if as_json:
+        _print_json({"model": model, "workspace": workspace, "activated": False, "changed": changed})
+    else:
+        out.print(f"{model} is deactivated for workspace {workspace}" + ("." if changed else " (was not active)."))
+
+
+def _short(t) -> str:
+    return t.strftime("%Y-%m-%d %H:%M") if t else "-"

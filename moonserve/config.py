@@ -1,0 +1,134 @@
+"""Operator configuration: environment variables plus an optional TOML file.
+
+Precedence, lowest first: built-in defaults (`catalog/deployments.toml`), the config file given with
+`--config` (or `MOONSERVE_CONFIG`), then environment variables for the few settings that have one.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_REGION = "cn-beijing"
+
+
+class ConfigError(Exception):
+    """The operator's configuration is wrong: said at start-up, never at request time."""
+
+
+@dataclass
+class DeploymentConfig:
+    name: str
+    engine: str = "embedded"
+    model: str = ""
+    context_length: int = 4096
+    max_sequences: int = 8
+    batch_tokens: int = 512  # tokens per llama_decode step (decode tokens + prefill chunks)
+    threads: int = 0  # 0: all cores
+    chat_template: str | None = None  # a Jinja file to use instead of the GGUF's own template
+    # upstream engines
+    base_url: str | None = None
+    api_key: str | None = None
+    upstream_model: str | None = None
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict) -> "DeploymentConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"deployment {name!r}: unknown setting(s) {sorted(unknown)}")
+        return cls(name=name, **data)
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    region: str = DEFAULT_REGION
+    # On the first run, activate every catalog model for the default workspace (and say so).
+    bootstrap_activation: bool = True
+
+
+@dataclass
+class Config:
+    home: Path
+    database_url: str
+    server: ServerConfig = field(default_factory=ServerConfig)
+    deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)  # public model id -> deployment name
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+
+def default_home() -> Path:
+    env = os.environ.get("MOONSERVE_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("moonserve"))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    home = default_home()
+    builtin = _read_toml(Path(__file__).parent / "catalog" / "deployments.toml")
+    path = path or os.environ.get("MOONSERVE_CONFIG")
+    operator = _read_toml(Path(path)) if path else {}
+
+    unknown = set(operator) - {"server", "deployments", "models", "database_url", "home"}
+    if unknown:
+        raise ConfigError(f"config file: unknown section(s) {sorted(unknown)}")
+    if "home" in operator:
+        home = Path(operator["home"]).expanduser()
+
+    server_data = operator.get("server", {})
+    server_fields = {f.name for f in fields(ServerConfig)}
+    if set(server_data) - server_fields:
+        raise ConfigError(f"[server]: unknown setting(s) {sorted(set(server_data) - server_fields)}")
+    server = ServerConfig(**server_data)
+    if os.environ.get("MOONSERVE_REGION"):
+        server.region = os.environ["MOONSERVE_REGION"]
+
+    deployments: dict[str, DeploymentConfig] = {}
+    for name, data in builtin["deployments"].items():
+        deployments[name] = DeploymentConfig.from_dict(name, dict(data))
+    for name, data in operator.get("deployments", {}).items():
+        base = {k: v for k, v in vars(deployments[name]).items() if k != "name"} if name in deployments else {}
+        deployments[name] = DeploymentConfig.from_dict(name, {**base, **data})
+
+    routes = dict(builtin["routes"])
+    for model_id, data in operator.get("models", {}).items():
+        if model_id not in routes:
+            raise ConfigError(
+                f"[models.{model_id!r}]: not a public model id; the ids are {sorted(routes)}"
+            )
+        if set(data) - {"deployment"}:
+            raise ConfigError(
+                f"[models.{model_id!r}]: only `deployment` can be set; a model's rules and prices are fixed"
+            )
+        routes[model_id] = data["deployment"]
+    for model_id, dep in routes.items():
+        if dep not in deployments:
+            raise ConfigError(f"model {model_id!r} routes to unknown deployment {dep!r}")
+
+    database_url = (
+        os.environ.get("MOONSERVE_DATABASE_URL")
+        or operator.get("database_url")
+        or f"sqlite:///{home / 'moonserve.db'}"
+    )
+    return Config(home=home, database_url=database_url, server=server, deployments=deployments, routes=routes)
+
+
+__all__ = ["Config", "ConfigError", "DeploymentConfig", "ServerConfig", "load_config"]

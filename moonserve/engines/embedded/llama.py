@@ -1,0 +1,208 @@
+"""A thin, typed layer over llama-cpp-python's low-level C bindings: model, vocabulary, context,
+batch and samplers. Nothing here knows about requests; `runner.py` drives it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import secrets
+import threading
+
+import llama_cpp as C
+
+log = logging.getLogger("moonserve.llama")
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+_GGML_LOG_WARN, _GGML_LOG_ERROR = 3, 4  # ggml_log_level
+
+
+@C.llama_log_callback
+def _log_callback(level, text, _user_data):  # llama.cpp is chatty: keep warnings and errors only
+    if level in (_GGML_LOG_WARN, _GGML_LOG_ERROR):
+        msg = text.decode("utf-8", "replace").rstrip()
+        if msg:
+            log.warning("%s", msg)
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            C.llama_backend_init()
+            _backend_ready = True
+
+
+class LlamaError(RuntimeError):
+    pass
+
+
+class Model:
+    """Loaded GGUF weights and their vocabulary."""
+
+    def __init__(self, path: str, *, gpu_layers: int = 0):
+        _init_backend()
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = gpu_layers
+        self.path = path
+        self.ptr = C.llama_model_load_from_file(path.encode(), params)
+        if not self.ptr:
+            raise LlamaError(f"llama.cpp could not load {path}")
+        self.vocab = C.llama_model_get_vocab(self.ptr)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = C.llama_model_n_ctx_train(self.ptr)
+        self.add_bos = bool(C.llama_vocab_get_add_bos(self.vocab))
+        self.bos_id = C.llama_vocab_bos(self.vocab)
+        self.eos_id = C.llama_vocab_eos(self.vocab)
+        self._pieces: dict[int, bytes] = {}
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = C.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            C.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        raw = C.llama_model_chat_template(self.ptr, None)
+        return raw.decode("utf-8") if raw else None
+
+    def token_text(self, token: int) -> str:
+        """The token's own text (with special tokens rendered), e.g. '<|im_end|>'."""
+        return self.piece(token).decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (C.llama_token * cap)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            raise LlamaError("tokenization failed")
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token as generated output (special tokens rendered). Cached."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buf = ctypes.create_string_buffer(64)
+            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+            cached = self._pieces[token] = buf.raw[:n]
+        return cached
+
+    def is_eog(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+
+class Context:
+    """One llama.cpp context: KV memory for `n_seq` sequences of `n_ctx_seq` tokens each, and a
+    batch of up to `n_batch` tokens per decode step."""
+
+    def __init__(self, model: Model, *, n_ctx_seq: int, n_seq: int, n_batch: int, threads: int = 0):
+        threads = threads or os.cpu_count() or 1
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx_seq * n_seq
+        params.n_seq_max = n_seq
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        # One KV stream per sequence: each gets exactly n_ctx_seq cells, so a running sequence can
+        # never be starved of KV memory by the others.
+        params.kv_unified = False
+        self.model = model
+        self.ptr = C.llama_init_from_model(model.ptr, params)
+        if not self.ptr:
+            raise LlamaError("llama.cpp could not create a context (out of memory?)")
+        self.n_seq = C.llama_n_seq_max(self.ptr)
+        self.n_ctx_seq = C.llama_n_ctx_seq(self.ptr)
+        self.n_batch = n_batch
+        self.memory = C.llama_get_memory(self.ptr)
+        self.batch = C.llama_batch_init(n_batch, 0, 1)
+        self._n = 0
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_batch_free(self.batch)
+            C.llama_free(self.ptr)
+            self.ptr = None
+
+    # -- batch building -------------------------------------------------------------------------
+
+    def clear_batch(self) -> None:
+        self._n = 0
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Append one token to the batch; returns its index (for sampling its logits)."""
+        i = self._n
+        b = self.batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
+        self._n = i + 1
+        return i
+
+    @property
+    def batch_size(self) -> int:
+        return self._n
+
+    def decode(self) -> None:
+        self.batch.n_tokens = self._n
+        rc = C.llama_decode(self.ptr, self.batch)
+        if rc != 0:
+            raise LlamaError(f"llama_decode returned {rc}")
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def forget(self, seq: int, start: int = 0) -> None:
+        """Drop a sequence's KV cells from position `start` on."""
+        C.llama_memory_seq_rm(self.memory, seq, start, -1)
+
+
+class Sampler:
+    """A per-sequence llama.cpp sampler chain: greedy at temperature 0, else temperature + top-p +
+    a seeded draw."""
+
+    def __init__(self, *, temperature: float, top_p: float, seed: int | None):
+        self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        if temperature <= 0:
+            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_greedy())
+        else:
+            # OpenAI's order: scale by temperature, then keep the top-p mass, then draw.
+            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_temp(temperature))
+            if top_p < 1.0:
+                C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_p(top_p, 1))
+            seed = secrets.randbits(32) if seed is None else seed & 0xFFFFFFFF
+            if seed == C.LLAMA_DEFAULT_SEED:  # that value means "random" to llama.cpp
+                seed ^= 1
+            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_dist(seed))
+
+    def sample(self, ctx: Context, index: int) -> int:
+        return C.llama_sampler_sample(self.ptr, ctx.ptr, index)
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_sampler_free(self.ptr)
+            self.ptr = None

@@ -1,0 +1,71 @@
+"""Who runs next. Pure bookkeeping: no llama.cpp calls, so it is testable on its own.
+
+Each step is one llama_decode of at most `budget` tokens: first one token for every sequence that
+is generating (so running streams keep flowing), then prompt chunks of sequences still prefilling.
+New sequences join between steps as KV slots free up; past `max_waiting` a request is refused.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from ..protocol import EngineOverloaded
+from .sequence import Sequence
+
+
+@dataclass(slots=True)
+class Work:
+    seq: Sequence
+    tokens: list[int]
+    start: int  # position of tokens[0]
+    sample: bool  # whether the last token's logits are sampled this step
+
+
+class Scheduler:
+    def __init__(self, n_slots: int, max_waiting: int):
+        self.free_slots = list(range(n_slots - 1, -1, -1))
+        self.max_waiting = max_waiting
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+
+    def add(self, seq: Sequence) -> None:
+        if len(self.waiting) >= self.max_waiting:
+            raise EngineOverloaded(f"{len(self.waiting)} requests are already waiting")
+        self.waiting.append(seq)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def remove(self, seq: Sequence) -> None:
+        """Take a sequence out (finished or cancelled) and free its slot."""
+        if seq in self.running:
+            self.running.remove(seq)
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+        if seq.slot is not None:
+            self.free_slots.append(seq.slot)
+            seq.slot = None
+
+    def schedule(self, budget: int) -> list[Work]:
+        while self.waiting and self.free_slots:
+            seq = self.waiting.popleft()
+            seq.slot = self.free_slots.pop()
+            self.running.append(seq)
+
+        work: list[Work] = []
+        for seq in self.running:
+            if budget == 0:
+                break
+            if not seq.prefilling and seq.last_token is not None:
+                work.append(Work(seq, [seq.last_token], seq.position, True))
+                budget -= 1
+        for seq in self.running:
+            if budget == 0:
+                break
+            if seq.prefilling:
+                chunk = seq.prompt[seq.n_computed : seq.n_computed + budget]
+                done = seq.n_computed + len(chunk) == len(seq.prompt)
+                work.append(Work(seq, chunk, seq.n_computed, done))
+                budget -= len(chunk)
+        return work

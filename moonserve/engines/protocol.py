@@ -1,0 +1,97 @@
+"""The one protocol every engine speaks: `chat(conversation, options)` -> async stream of deltas.
+
+The service layer decides policy (the model card's rules) and hands an engine a `Conversation` and
+`ChatOptions` that are already valid; the engine only generates. Deltas are plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol, Union
+
+
+@dataclass
+class Conversation:
+    messages: list[dict]  # OpenAI-shaped messages, validated by the service layer
+    tools: list[dict] | None = None
+
+
+@dataclass
+class ChatOptions:
+    thinking: bool = False
+    max_tokens: int | None = None  # bounds the answer
+    max_completion_tokens: int | None = None  # bounds reasoning + answer
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str
+    id: str | None = None  # set on a tool call's first piece, with name
+    name: str | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    image_tokens: int = 0
+    video_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: str  # "stop" | "length" | "tool_calls"
+    usage: Usage
+
+
+Delta = Union[TextDelta, ReasoningDelta, ToolCallDelta, Finish]
+
+
+class Engine(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Load weights / connect; raise on failure. Called once before serving."""
+
+    async def close(self) -> None: ...
+
+    def chat(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
+        """Generate. The last delta is always a `Finish`. Closing the iterator early cancels the
+        generation and frees what it held."""
+        ...
+
+    def stats(self) -> dict:
+        """Numbers for /health and /metrics (no secrets)."""
+        ...
+
+
+class PromptTooLong(Exception):
+    def __init__(self, n_tokens: int, limit: int):
+        super().__init__(f"the prompt is {n_tokens} tokens; this deployment accepts at most {limit}")
+        self.n_tokens = n_tokens
+        self.limit = limit
+
+
+class EngineOverloaded(Exception):
+    """The engine's queue is full: the request was not admitted."""

@@ -1,0 +1,102 @@
+"""Model Studio's error codes, one class each.
+
+Raise these anywhere below the HTTP layer; `moonserve.api.errors` turns them into Model Studio's
+error body (`{"error": {"message", "type", "param", "code"}, "request_id"}`) in exactly one place.
+"""
+
+from __future__ import annotations
+
+
+class ModelStudioError(Exception):
+    status: int = 500
+    code: str = "InternalError"
+    type: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self, request_id: str) -> dict:
+        return {
+            "error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code},
+            "request_id": request_id,
+        }
+
+
+class InvalidParameter(ModelStudioError):
+    """400: a bad field, value or combination; the message names the field."""
+
+    status = 400
+    code = "invalid_parameter_error"
+    type = "invalid_request_error"
+
+
+class InputDownloadFailed(ModelStudioError):
+    status = 400
+    code = "BadRequest.InputDownloadFailed"
+    type = "invalid_request_error"
+
+
+class InvalidApiKey(ModelStudioError):
+    status = 401
+    code = "invalid_api_key"
+    type = "invalid_request_error"
+
+    def __init__(self, message: str = "Incorrect API key provided. ", **kw):
+        super().__init__(message, **kw)
+
+
+class ModelAccessDenied(ModelStudioError):
+    """403: the workspace has not activated the model."""
+
+    status = 403
+    code = "Model.AccessDenied"
+    type = "invalid_request_error"
+
+
+class ModelNotFound(ModelStudioError):
+    status = 404
+    code = "model_not_found"
+    type = "invalid_request_error"
+
+    def __init__(self, model: str):
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it.", param="model"
+        )
+
+
+class RequestTooLarge(ModelStudioError):
+    status = 413
+    code = "BadRequest.TooLarge"
+    type = "invalid_request_error"
+
+
+class UnsupportedFileFormat(ModelStudioError):
+    status = 415
+    code = "BadRequest.UnsupportedFileFormat"
+    type = "invalid_request_error"
+
+
+class RateQuota(ModelStudioError):
+    status = 429
+    code = "Throttling.RateQuota"
+    type = "limit_requests"
+
+
+class InternalError(ModelStudioError):
+    status = 500
+    code = "InternalError"
+    type = "internal_error"
+
+    def __init__(self, message: str = "An internal error has occurred, please try again later.", **kw):
+        super().__init__(message, **kw)
+
+
+class ModelUnavailable(ModelStudioError):
+    """503: the deployment behind a model is down, still loading or overloaded."""
+
+    status = 503
+    code = "ModelUnavailable"
+    type = "service_unavailable_error"
