@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .accounts.store import DEFAULT_WORKSPACE, NotFound, Store
@@ -21,8 +22,8 @@ models_app = typer.Typer(help="Public model ids and their activation per workspa
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Operator config file (TOML). Env: MOONSERVE_CONFIG.")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
@@ -33,7 +34,7 @@ def _config(path: Optional[str]) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}")
+        err.print(f"[red]config error:[/red] {escape(str(exc))}")
         raise typer.Exit(2)
 
 
@@ -77,6 +78,7 @@ def serve(
 
     out.print(f"Moonserve: state in {cfg.home}, database {cfg.database_url.split('://')[0]}, "
               f"region {cfg.server.region}")
+    _fetch_weights(cfg)
     out.print(f"Serving on http://{host}:{port}/compatible-mode/v1 (loading models...)")
     sys.stdout.flush()
     app_ = create_app(cfg, on_first_run=announce)
@@ -124,7 +126,7 @@ def keys_revoke(key_id: str, config: Optional[str] = ConfigOpt, as_json: bool = 
     try:
         key = _store(_config(config)).revoke_key(key_id)
     except NotFound as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1)
     if as_json:
         _print_json(key.as_json())
@@ -158,7 +160,7 @@ def models_list(workspace: str = WorkspaceOpt, config: Optional[str] = ConfigOpt
 
 def _known_model(model: str) -> str:
     if model not in cards():
-        err.print(f"[red]unknown model {model!r}[/red]; the ids are: {', '.join(cards())}")
+        err.print(f"[red]unknown model {escape(repr(model))}[/red]; the ids are: {', '.join(cards())}")
         raise typer.Exit(1)
     return model
 
@@ -192,6 +194,21 @@ def models_deactivate(model: str, workspace: str = WorkspaceOpt, config: Optiona
         _print_json({"model": model, "workspace": workspace, "activated": False, "changed": changed})
     else:
         out.print(f"{model} is deactivated for workspace {workspace}" + ("." if changed else " (was not active)."))
+
+
+def _fetch_weights(cfg: Config) -> None:
+    """Resolve (and download, with a progress bar) every served deployment's weights up front, so
+    that a missing file is one clear line, not a failed start-up."""
+    from .engines.embedded.weights import WeightsNotFound, resolve_weights
+
+    for name in sorted(set(cfg.routes.values())):
+        d = cfg.deployments[name]
+        if d.engine == "embedded":
+            try:
+                resolve_weights(d.model, cfg.models_dir)
+            except WeightsNotFound as exc:
+                err.print(f"[red]deployment {name}:[/red] {escape(str(exc))}")
+                raise typer.Exit(2)
 
 
 def _short(t) -> str:

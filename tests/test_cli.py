@@ -1,0 +1,53 @@
+"""The `moonserve` command against a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def run(home, *args, check=True):
+    env = {**os.environ, "MOONSERVE_HOME": str(home)}
+    env.pop("MOONSERVE_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "moonserve", *args], env=env, capture_output=True, text=True,
+                          check=check, timeout=60)
+
+
+def test_keys_are_shown_once_and_stored_hashed(tmp_path):
+    created = json.loads(run(tmp_path, "keys", "create", "--workspace", "ops", "--json").stdout)
+    assert created["key"].startswith("sk-") and created["workspace"] == "ops"
+    listed = json.loads(run(tmp_path, "keys", "list", "--json").stdout)
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert "key" not in listed[0] and listed[0]["hint"].endswith(created["key"][-4:])
+    db = (tmp_path / "moonserve.db").read_bytes()
+    assert created["key"].encode() not in db
+    revoked = json.loads(run(tmp_path, "keys", "revoke", created["id"], "--json").stdout)
+    assert revoked["revoked_at"]
+    assert run(tmp_path, "keys", "revoke", "key_nope", check=False).returncode == 1
+
+
+def test_models_activation_per_workspace(tmp_path):
+    rows = json.loads(run(tmp_path, "models", "list", "--workspace", "w1", "--json").stdout)
+    assert {r["id"] for r in rows} == {"kimi/kimi-k2.7-code-highspeed", "kimi/kimi-k2.7-code", "kimi/kimi-k2.6",
+                                       "kimi/kimi-k2.5"}
+    assert not any(r["activated"] for r in rows)
+    out = json.loads(run(tmp_path, "models", "activate", "kimi/kimi-k2.5", "-w", "w1", "--yes", "--json").stdout)
+    assert out["changed"] is True
+    rows = {r["id"]: r for r in json.loads(run(tmp_path, "models", "list", "-w", "w1", "--json").stdout)}
+    assert rows["kimi/kimi-k2.5"]["activated"] and not rows["kimi/kimi-k2.6"]["activated"]
+    assert rows["kimi/kimi-k2.5"]["deployment"] == "smollm2"
+    run(tmp_path, "models", "deactivate", "kimi/kimi-k2.5", "-w", "w1")
+    rows = {r["id"]: r for r in json.loads(run(tmp_path, "models", "list", "-w", "w1", "--json").stdout)}
+    assert not rows["kimi/kimi-k2.5"]["activated"]
+    bad = run(tmp_path, "models", "activate", "kimi/nope", "--yes", check=False)
+    assert bad.returncode == 1 and "unknown model" in bad.stderr
+
+
+def test_config_errors_are_reported_not_raised(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[models."kimi/kimi-k2.6"]\ntemperature_thinking = 0.2\n')
+    r = run(tmp_path, "models", "list", "--config", str(cfg), check=False)
+    assert r.returncode == 2 and "rules and prices are fixed" in r.stderr
+    assert "Traceback" not in r.stderr
