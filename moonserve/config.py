@@ -28,6 +28,9 @@ class DeploymentConfig:
     context_length: int = 4096
     max_sequences: int = 8
     batch_tokens: int = 512  # tokens per llama_decode step (decode tokens + prefill chunks)
+    max_waiting: int | None = None  # queued requests beyond the running ones; None: 8 x max_sequences
+    prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
+    prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)
     threads: int = 0  # 0: all cores
     chat_template: str | None = None  # a Jinja file to use instead of the GGUF's own template
     # upstream engines

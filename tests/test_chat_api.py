@@ -69,12 +69,12 @@ def test_usage_matches_the_tokenizer(client, vocab):
     messages = [("system", "You are a helpful assistant."), ("user", "Name three colours.")]
     expected_prompt = len(vocab.tokenize(chatml(messages).encode(), add_bos=False, special=True))
     completion = client.chat.completions.create(
-        model=MODEL, messages=[{"role": r, "content": c} for r, c in messages], max_tokens=7,
+        model=MODEL, messages=[{"role": r, "content": c} for r, c in messages], max_tokens=7, seed=3,
         extra_body={"enable_thinking": False},
     )
     assert completion.usage.prompt_tokens == expected_prompt
-    if completion.choices[0].finish_reason == "length":
-        assert completion.usage.completion_tokens == 7
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 7
     # the answer's text re-tokenizes to about as many tokens as were generated
     n_text = len(vocab.tokenize(completion.choices[0].message.content.encode(), add_bos=False))
     assert abs(n_text - completion.usage.completion_tokens) <= 2
@@ -89,8 +89,8 @@ def test_default_system_prompt_of_the_template_is_counted(client, vocab):
 
 
 def test_stream_chunks_and_usage(server, vocab):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Count from one to ten."}],
-            "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 12}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+            "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 12, "seed": 11}
     with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body,
                       headers={"Authorization": f"Bearer {server.key}"}, timeout=60) as r:
         assert r.status_code == 200
@@ -108,7 +108,7 @@ def test_stream_chunks_and_usage(server, vocab):
     assert finish["finish_reason"] == "length"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
     assert text.strip()
-    expected_prompt = len(vocab.tokenize(chatml([("system", SMOLLM_SYSTEM), ("user", "Count from one to ten.")])
+    expected_prompt = len(vocab.tokenize(chatml([("system", SMOLLM_SYSTEM), ("user", "Write a long story about a dragon.")])
                                          .encode(), add_bos=False, special=True))
     assert last["usage"]["prompt_tokens"] == expected_prompt
 
@@ -148,7 +148,7 @@ def test_stop_sequence_ends_the_answer(client):
 
 def test_max_tokens_bounds_the_answer(client):
     c = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Describe Paris."}],
-                                       max_tokens=5)
+                                       max_tokens=5, seed=2)
     assert c.choices[0].finish_reason == "length" and c.usage.completion_tokens == 5
 
 
@@ -204,7 +204,7 @@ def test_health_answers_during_a_long_generation(server, client):
 def test_stream_disconnect_frees_the_sequence(server):
     before = wait_idle(server)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story."}],
-            "stream": True, "max_tokens": 2000}
+            "stream": True, "max_tokens": 2000, "seed": 5}
     with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body,
                       headers={"Authorization": f"Bearer {server.key}"}, timeout=60) as r:
         n = 0
@@ -223,7 +223,7 @@ def test_non_stream_disconnect_frees_the_sequence(server):
     before = wait_idle(server)
     with pytest.raises(httpx.ReadTimeout):
         post(server, {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story."}],
-                      "max_tokens": 2000}, timeout=1.0)
+                      "max_tokens": 2000, "seed": 5}, timeout=1.0)
     after = wait_idle(server, timeout=5)
     assert after["tokens_generated"] - before["tokens_generated"] < 600
 

@@ -6,24 +6,39 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
+# engine stat -> (metric name, kind, help)
+ENGINE_METRICS = {
+    "running": ("moonserve_sequences_running", "gauge", "Sequences being decoded"),
+    "waiting": ("moonserve_sequences_waiting", "gauge", "Sequences queued for a slot"),
+    "tokens_per_second": ("moonserve_generation_tokens_per_second", "gauge", "Tokens sampled per second, last second"),
+    "kv_cells_used": ("moonserve_kv_cells_used", "gauge", "KV cache cells held by running sequences"),
+    "kv_cells_total": ("moonserve_kv_cells_total", "gauge", "KV cache cells of the running slots"),
+    "cache_entries": ("moonserve_prefix_cache_entries", "gauge", "Prefixes held by the implicit context cache"),
+    "cache_bytes": ("moonserve_prefix_cache_bytes", "gauge", "Host memory held by the implicit context cache"),
+    "cache_budget_bytes": ("moonserve_prefix_cache_budget_bytes", "gauge", "The context cache's memory budget"),
+    "tokens_generated": ("moonserve_generated_tokens", "counter", "Tokens sampled"),
+    "prompt_tokens_computed": ("moonserve_prompt_tokens_computed", "counter", "Prompt tokens run through the model"),
+    "cache_hits": ("moonserve_prefix_cache_hits", "counter", "Requests that reused a cached prefix"),
+    "cache_hit_tokens": ("moonserve_prefix_cache_hit_tokens", "counter", "Prompt tokens reused instead of computed"),
+    "cache_evictions": ("moonserve_prefix_cache_evictions", "counter", "Prefixes evicted to stay in budget"),
+}
+
+
 class EngineCollector:
     def __init__(self, engines: dict):
         self.engines = engines
 
     def collect(self):
-        running = GaugeMetricFamily("moonserve_sequences_running", "Sequences being decoded", labels=["deployment"])
-        waiting = GaugeMetricFamily("moonserve_sequences_waiting", "Sequences queued for a slot", labels=["deployment"])
-        generated = CounterMetricFamily("moonserve_generated_tokens", "Tokens sampled", labels=["deployment"])
-        prefilled = CounterMetricFamily(
-            "moonserve_prompt_tokens_computed", "Prompt tokens run through the model", labels=["deployment"]
-        )
-        for name, engine in self.engines.items():
-            s = engine.stats()
-            running.add_metric([name], s.get("running", 0))
-            waiting.add_metric([name], s.get("waiting", 0))
-            generated.add_metric([name], s.get("tokens_generated", 0))
-            prefilled.add_metric([name], s.get("prompt_tokens_computed", 0))
-        yield from (running, waiting, generated, prefilled)
+        families = {}
+        for stat, (name, kind, help_) in ENGINE_METRICS.items():
+            cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            families[stat] = cls(name, help_, labels=["deployment"])
+        for deployment, engine in self.engines.items():
+            stats = engine.stats()
+            for stat, family in families.items():
+                if stat in stats:
+                    family.add_metric([deployment], stats[stat])
+        yield from families.values()
 
 
 class Metrics:

@@ -16,6 +16,7 @@ from ...chat.text_stream import StopMatcher, Utf8Stream
 from ...config import DeploymentConfig
 from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong, TextDelta, Usage
 from .llama import Context, Model, Sampler
+from .prefix_cache import PrefixCache
 from .runner import Runner
 from .sequence import Done, Failed, Sequence, Token
 from .weights import resolve_weights
@@ -64,8 +65,12 @@ class EmbeddedEngine:
         )
         ctx = Context(model, n_ctx_seq=d.context_length, n_seq=d.max_sequences, n_batch=d.batch_tokens,
                       threads=d.threads)
+        cache = None
+        if d.prefix_cache_mb > 0:
+            cache = PrefixCache(d.prefix_cache_mb * 1024 * 1024, max(1, d.prefix_cache_min_tokens))
+        max_waiting = d.max_waiting if d.max_waiting is not None else d.max_sequences * MAX_WAITING_PER_SLOT
         self.model = model
-        self.runner = Runner(model, ctx, max_waiting=d.max_sequences * MAX_WAITING_PER_SLOT)
+        self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache)
 
     async def close(self) -> None:
         if self.runner:
@@ -129,7 +134,8 @@ class EmbeddedEngine:
                     if stops.stopped:
                         finished = True
                         self.runner.cancel(seq)
-                        yield Finish("stop", Usage(prompt_tokens=len(prompt), completion_tokens=received))
+                        yield Finish("stop", Usage(prompt_tokens=len(prompt), completion_tokens=received,
+                                                   cached_tokens=seq.n_cached))
                         return
                 elif type(ev) is Done:
                     finished = True
@@ -137,7 +143,8 @@ class EmbeddedEngine:
                     text += stops.flush()
                     if text:
                         yield TextDelta(text)
-                    yield Finish(ev.reason, Usage(prompt_tokens=ev.prompt_tokens, completion_tokens=ev.completion_tokens))
+                    yield Finish(ev.reason, Usage(prompt_tokens=ev.prompt_tokens, completion_tokens=ev.completion_tokens,
+                                                  cached_tokens=ev.cached_tokens))
                     return
                 elif type(ev) is Failed:
                     finished = True

@@ -180,6 +180,19 @@ class Context:
         """Drop a sequence's KV cells from position `start` on."""
         C.llama_memory_seq_rm(self.memory, seq, start, -1)
 
+    def save_state(self, seq: int) -> tuple[object, int]:
+        """A copy of the sequence's KV cells (llama.cpp's own serialisation) in host memory."""
+        size = C.llama_state_seq_get_size(self.ptr, seq)
+        buf = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(self.ptr, buf, size, seq)
+        if written != size:
+            raise LlamaError(f"saving sequence state wrote {written} of {size} bytes")
+        return buf, size
+
+    def restore_state(self, state, size: int, seq: int) -> bool:
+        """Load a saved state into an empty sequence; False if llama.cpp refused it."""
+        return C.llama_state_seq_set_data(self.ptr, state, size, seq) == size
+
 
 class Sampler:
     """A per-sequence llama.cpp sampler chain: greedy at temperature 0, else temperature + top-p +

@@ -3,6 +3,11 @@
 The async side never touches llama.cpp. It sends messages (`submit`, `cancel`) through a queue and
 receives `Token`/`Done`/`Failed` events through each sequence's `emit`. Cancellation is a message, so
 a sequence is only ever freed by this thread, between steps.
+
+A step: admit waiting sequences into free slots (restoring a cached prefix where one matches), build
+one batch with a token for every generating sequence plus prompt chunks, `llama_decode` it once,
+sample each sequence that needs a token, and retire the finished ones (saving their KV state to
+the prefix cache).
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from .llama import Context, Model
+from .prefix_cache import Entry, PrefixCache
 from .scheduler import Scheduler
 from .sequence import Done, Failed, Sequence, Token
 
@@ -28,16 +35,19 @@ _STOP = object()
 
 
 class Runner:
-    def __init__(self, model: Model, ctx: Context, *, max_waiting: int):
+    def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None):
         self.model = model
         self.ctx = ctx
+        self.cache = cache
         self.scheduler = Scheduler(ctx.n_seq, max_waiting)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
-        # counters, read by /health and /metrics (plain ints: torn reads are harmless)
+        # counters, read by /health and /metrics (plain numbers: torn reads are harmless)
         self.tokens_generated = 0
         self.prompt_tokens_computed = 0
         self.steps = 0
+        self.tokens_per_second = 0.0  # generation rate, smoothed over about a second
+        self._rate_mark = (time.monotonic(), 0)
 
     # -- called from the async side -----------------------------------------------------------
 
@@ -56,13 +66,25 @@ class Runner:
 
     def stats(self) -> dict:
         s = self.scheduler
+        running = list(s.running)
+        kv_cells = self.ctx.n_seq * self.ctx.n_ctx_seq
+        cache = self.cache
         return {
-            "running": len(s.running),
+            "running": len(running),
             "waiting": len(s.waiting),
             "slots": self.ctx.n_seq,
             "context_length": self.ctx.n_ctx_seq,
             "tokens_generated": self.tokens_generated,
             "prompt_tokens_computed": self.prompt_tokens_computed,
+            "tokens_per_second": round(self.tokens_per_second, 2),
+            "kv_cells_used": sum(q.n_computed for q in running),
+            "kv_cells_total": kv_cells,
+            "cache_entries": len(cache) if cache else 0,
+            "cache_bytes": cache.nbytes if cache else 0,
+            "cache_budget_bytes": cache.budget_bytes if cache else 0,
+            "cache_hits": cache.hits if cache else 0,
+            "cache_hit_tokens": cache.hit_tokens if cache else 0,
+            "cache_evictions": cache.evictions if cache else 0,
         }
 
     # -- the loop (engine thread) ---------------------------------------------------------------
@@ -83,6 +105,8 @@ class Runner:
                 except Exception as exc:  # a llama.cpp failure: fail what ran, keep serving
                     log.exception("decode step failed")
                     self._fail_all(exc)
+            else:
+                self.tokens_per_second = 0.0
 
     def _next_nowait(self):
         try:
@@ -95,12 +119,15 @@ class Runner:
             try:
                 self.scheduler.add(msg)
             except Exception as exc:
+                msg.finished = True
                 msg.emit(Failed(exc))
         elif isinstance(msg, _Cancel):
             if not msg.seq.finished:
                 self._finish(msg.seq, "cancelled")
 
     def _step(self) -> None:
+        for seq in self.scheduler.admit():
+            self._restore_prefix(seq)
         work = self.scheduler.schedule(self.ctx.n_batch)
         if not work:
             return
@@ -128,7 +155,7 @@ class Runner:
         model = self.model
         for seq, idx in sample_at:
             token = seq.sampler.sample(ctx, idx)
-            seq.n_generated += 1
+            seq.generated.append(token)
             self.tokens_generated += 1
             if model.is_eog(token):
                 self._finish(seq, "stop")
@@ -138,14 +165,55 @@ class Runner:
                 self._finish(seq, "length")
             else:
                 seq.last_token = token
+        self._update_rate()
+
+    def _update_rate(self) -> None:
+        now = time.monotonic()
+        t0, n0 = self._rate_mark
+        if now - t0 >= 1.0:
+            self.tokens_per_second = (self.tokens_generated - n0) / (now - t0)
+            self._rate_mark = (now, self.tokens_generated)
+
+    # -- prefix cache -----------------------------------------------------------------------------
+
+    def _restore_prefix(self, seq: Sequence) -> None:
+        if self.cache is None:
+            return
+        found = self.cache.lookup(seq.prompt)
+        if found is None:
+            return
+        entry, reuse = found
+        if not self.ctx.restore_state(entry.state, entry.nbytes, seq.slot):
+            self.ctx.forget(seq.slot)
+            log.warning("prefix cache: llama.cpp refused a saved state; computing the prompt instead")
+            return
+        self.ctx.forget(seq.slot, reuse)
+        seq.n_computed = seq.n_cached = reuse
+        self.cache.record_hit(reuse)
+
+    def _save_prefix(self, seq: Sequence) -> None:
+        if self.cache is None or seq.slot is None:
+            return
+        tokens = seq.computed_tokens
+        if not self.cache.wants(tokens):
+            return
+        try:
+            state, size = self.ctx.save_state(seq.slot)
+        except Exception:
+            log.exception("prefix cache: could not save a sequence")
+            return
+        self.cache.insert(Entry(tokens, state, size))
+
+    # -- retiring ---------------------------------------------------------------------------------
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         seq.finished = True
         if seq.slot is not None:
+            self._save_prefix(seq)
             self.ctx.forget(seq.slot)
         self.scheduler.remove(seq)
         seq.sampler.close()
-        seq.emit(Done(reason, len(seq.prompt), seq.n_generated))
+        seq.emit(Done(reason, len(seq.prompt), seq.n_generated, seq.n_cached))
 
     def _fail_all(self, exc: Exception) -> None:
         for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
@@ -155,4 +223,3 @@ class Runner:
             self.scheduler.remove(seq)
             seq.sampler.close()
             seq.emit(Failed(exc))
-

@@ -47,12 +47,18 @@ class Scheduler:
             self.free_slots.append(seq.slot)
             seq.slot = None
 
-    def schedule(self, budget: int) -> list[Work]:
+    def admit(self) -> list[Sequence]:
+        """Give free KV slots to waiting sequences, oldest first; returns the ones admitted."""
+        admitted = []
         while self.waiting and self.free_slots:
             seq = self.waiting.popleft()
             seq.slot = self.free_slots.pop()
             self.running.append(seq)
+            admitted.append(seq)
+        return admitted
 
+    def schedule(self, budget: int) -> list[Work]:
+        """This step's work for the running sequences, at most `budget` tokens."""
         work: list[Work] = []
         for seq in self.running:
             if budget == 0:

@@ -40,9 +40,19 @@ class Sequence:
     id: int = field(default_factory=lambda: next(_ids))
     slot: int | None = None  # the KV sequence id it holds while running
     n_computed: int = 0  # prompt tokens already in the KV cache
-    n_generated: int = 0
+    generated: list[int] = field(default_factory=list)
+    n_cached: int = 0  # prompt tokens restored from the prefix cache instead of computed
     last_token: int | None = None  # sampled, not yet decoded
     finished: bool = False
+
+    @property
+    def n_generated(self) -> int:
+        return len(self.generated)
+
+    @property
+    def computed_tokens(self) -> list[int]:
+        """The tokens whose KV cells this sequence holds (the last sampled one is not decoded yet)."""
+        return (self.prompt + self.generated)[: self.n_computed]
 
     @property
     def prefilling(self) -> bool:
