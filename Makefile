@@ -15,4 +15,4 @@ test: install
 	./scripts/test.sh
 
 bench: install
-	.venv/bin/python bench/run_all.py
+	cd bench && ../.venv/bin/python run_all.py

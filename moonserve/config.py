@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 from pathlib import Path
 
 import platformdirs
@@ -28,15 +29,26 @@ class DeploymentConfig:
     context_length: int = 4096
     max_sequences: int = 8
     batch_tokens: int = 512  # tokens per llama_decode step (decode tokens + prefill chunks)
+    prefill_chunk_while_decoding: int = 32  # prompt tokens per step while other sequences generate
     max_waiting: int | None = None  # queued requests beyond the running ones; None: 8 x max_sequences
     prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
     prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)
     threads: int = 0  # 0: all cores
     chat_template: str | None = None  # a Jinja file to use instead of the GGUF's own template
+    # How the model thinks and calls tools (see README, "Deployments: thinking and tools"):
+    thinking_variable: str = "enable_thinking"  # template variable that switches thinking ("thinking" for Kimi K2.5+)
+    reasoning_parser: str = "none"  # "think": the model writes <think>…</think>; "none": it never reasons
+    tool_parser: str = "none"  # "kimi_k2", "hermes" (Qwen), or "none" (tools are refused)
     # upstream engines
     base_url: str | None = None
     api_key: str | None = None
     upstream_model: str | None = None
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "engine": ("embedded",),
+        "reasoning_parser": ("none", "think"),
+        "tool_parser": ("none", "kimi_k2", "hermes"),
+    }
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> "DeploymentConfig":
@@ -44,6 +56,9 @@ class DeploymentConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"deployment {name!r}: unknown setting(s) {sorted(unknown)}")
+        for key, allowed in cls.CHOICES.items():
+            if key in data and data[key] not in allowed:
+                raise ConfigError(f"deployment {name!r}: {key} must be one of {list(allowed)}, not {data[key]!r}")
         return cls(name=name, **data)
 
 

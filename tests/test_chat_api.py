@@ -11,7 +11,8 @@ import openai
 import pytest
 from llama_cpp import Llama
 
-from conftest import smollm2_path, wait_idle
+from conftest import wait_idle
+from moonserve.testing import smollm2_path
 
 MODEL = "kimi/kimi-k2.6"
 SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -300,7 +301,7 @@ def test_403_until_the_workspace_activates_the_model(server):
     ({"model": MODEL, "messages": HELLO, "stream": True, "stream_options": {"include_usage": False}},
      "stream_options"),
     ({"model": MODEL, "messages": HELLO, "stop": ["a"] * 17}, "stop"),
-    ({"model": MODEL, "messages": HELLO, "response_format": {"type": "yaml"}}, "response_format"),
+    ({"model": MODEL, "messages": HELLO, "response_format": {"type": "yaml"}}, "response_format.type"),
     ({"model": MODEL, "messages": HELLO, "logprobs": True}, "logprobs"),
     ({"model": "kimi/kimi-k2.7-code", "messages": HELLO, "enable_thinking": False}, "enable_thinking"),
     ({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},

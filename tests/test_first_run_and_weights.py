@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import smollm2_path, start_server
+from moonserve.testing import smollm2_path, start_server
 
 
 def test_first_run_prints_a_key_once_and_it_keeps_working(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from llama_cpp import Llama
 
-from conftest import smollm2_path
+from moonserve.testing import smollm2_path
 from moonserve.chat.text_stream import StopMatcher, Utf8Stream
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import codecs
 
+from .markers import split
+
 
 class Utf8Stream:
     def __init__(self) -> None:
@@ -33,25 +35,13 @@ class StopMatcher:
             return ""
         if not self.stops:
             return text
-        buf = self._held + text
-        first = -1
-        for stop in self.stops:
-            i = buf.find(stop)
-            if i != -1 and (first == -1 or i < first):
-                first = i
-        if first != -1:
+        safe, stop, rest = split(self._held + text, self.stops)
+        if stop is not None:
             self.stopped = True
             self._held = ""
-            return buf[:first]
-        # hold back the longest tail of buf that is a prefix of some stop
-        keep = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(buf)), keep, -1):
-                if buf.endswith(stop[:n]):
-                    keep = n
-                    break
-        self._held = buf[len(buf) - keep:] if keep else ""
-        return buf[: len(buf) - keep]
+        else:
+            self._held = rest
+        return safe
 
     def flush(self) -> str:
         held, self._held = self._held, ""

@@ -25,6 +25,11 @@ class ChatOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    # tools: "auto" (the model decides), "none" (tools are not offered), "required" (a call must
+    # come), or the name of the one function that must be called
+    tool_choice: str = "auto"
+    parallel_tool_calls: bool = False
+    response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
 
 
 @dataclass(slots=True)

@@ -57,8 +57,10 @@ class ChatService:
         decision = rules.decide(req, card)
         engine = self.engine_for(card.id)
         self._check_capabilities(req, engine)
+        if decision.options.tool_choice not in ("auto", "none") and not req.tools:
+            raise InvalidParameter("tool_choice names a tool but no tools were given", param="tool_choice")
         conversation = Conversation(
-            messages=[m.model_dump(exclude_none=True) for m in req.messages],
+            messages=history(req, decision.preserve_thinking),
             tools=req.tools,
         )
         stream = engine.chat(conversation, decision.options)
@@ -77,6 +79,8 @@ class ChatService:
             ) from None
         except TemplateRenderError as exc:  # the model's template refused this conversation
             raise InvalidParameter(f"messages: {exc}", param="messages") from None
+        except ValueError as exc:  # e.g. a response_format schema the grammar converter cannot take
+            raise InvalidParameter(f"response_format: {exc}", param="response_format") from None
         return ChatRun(card.id, _prepend(first, stream), decision.include_usage, decision.ignored)
 
     def _check_capabilities(self, req: ChatRequest, engine: Engine) -> None:
@@ -96,6 +100,17 @@ class ChatService:
                 f"tools: the deployment serving {req.model} ({engine.name}) has no tool-call parser configured",
                 param="tools",
             )
+
+
+def history(req: ChatRequest, preserve_thinking: bool) -> list[dict]:
+    """The messages as the engine gets them. Reasoning of turns before the last user message is
+    dropped unless preserve_thinking; the current tool-call loop's reasoning is always kept."""
+    messages = [m.model_dump(exclude_none=True) for m in req.messages]
+    if not preserve_thinking:
+        last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        for m in messages[:last_user]:
+            m.pop("reasoning_content", None)
+    return messages
 
 
 async def _prepend(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:

@@ -7,7 +7,11 @@ the HTTP layer reports in the `X-Moonserve-Ignored-Params` header.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from ..wire import ChatRequest
 from ..catalog import ModelCard
@@ -15,6 +19,8 @@ from ..engines.protocol import ChatOptions
 from ..errors import InvalidParameter
 
 MAX_STOP_SEQUENCES = 16
+MAX_TOOLS = 128
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Fixed by every Kimi card: a client's value is ignored (many SDKs and agent frameworks send
 # temperature or top_p by default; refusing them would break those clients).
@@ -26,6 +32,7 @@ class Decision:
     options: ChatOptions
     ignored: list[str] = field(default_factory=list)
     include_usage: bool = False
+    preserve_thinking: bool = False
 
 
 def thinking_enabled(req: ChatRequest, card: ModelCard) -> bool:
@@ -74,20 +81,21 @@ def decide(req: ChatRequest, card: ModelCard) -> Decision:
     if any(not isinstance(s, str) or not s for s in stop):
         raise InvalidParameter("stop: sequences must be non-empty strings", param="stop")
 
-    fmt = (req.response_format or {}).get("type", "text")
-    if fmt != "text":
-        if fmt in ("json_object", "json_schema"):
-            raise InvalidParameter(
-                f"response_format {fmt!r} is not available on this deployment yet", param="response_format"
-            )
-        raise InvalidParameter(
-            "response_format.type must be one of 'text', 'json_object', 'json_schema'", param="response_format"
-        )
+    for i, m in enumerate(req.messages):
+        if m.role == "tool" and not m.tool_call_id:
+            raise InvalidParameter(f"messages[{i}].tool_call_id is required for a tool message",
+                                   param=f"messages[{i}].tool_call_id")
+    response_format = check_response_format(req.response_format)
+    tools = check_tools(req.tools)
+    tool_choice = check_tool_choice(req.tool_choice, tools)
 
     thinking = thinking_enabled(req, card)
     if thinking:
         check_thinking_tool_rules(req)
     ignored = [name for name in IGNORED_SAMPLING if getattr(req, name) is not None]
+    preserve = preserve_thinking(req, card)
+    if card.preserve_thinking == "unsupported" and req.preserve_thinking is not None:
+        ignored.append("preserve_thinking")
     options = ChatOptions(
         thinking=thinking,
         max_tokens=req.max_tokens,
@@ -96,8 +104,104 @@ def decide(req: ChatRequest, card: ModelCard) -> Decision:
         top_p=card.top_p,
         seed=req.seed,
         stop=stop,
+        tool_choice=tool_choice,
+        parallel_tool_calls=bool(req.parallel_tool_calls),
+        response_format=response_format,
     )
-    return Decision(options=options, ignored=ignored, include_usage=include_usage)
+    return Decision(options=options, ignored=ignored, include_usage=include_usage, preserve_thinking=preserve)
+
+
+def preserve_thinking(req: ChatRequest, card: ModelCard) -> bool:
+    """Whether earlier turns' reasoning goes back into the prompt (the current tool-call loop's
+    always does). Moonshot's `thinking.keep = "all"` asks the same."""
+    if card.preserve_thinking == "unsupported":
+        return False
+    if req.preserve_thinking is not None:
+        return req.preserve_thinking
+    if req.thinking is not None and req.thinking.keep == "all":
+        return True
+    return card.preserve_thinking == "on"
+
+
+def check_response_format(fmt: dict | None) -> dict | None:
+    kind = (fmt or {}).get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind != "json_schema":
+        raise InvalidParameter(
+            "response_format.type must be one of 'text', 'json_object', 'json_schema'", param="response_format.type"
+        )
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+        raise InvalidParameter(
+            "response_format.json_schema must be an object with a `schema` object", param="response_format.json_schema"
+        )
+    try:
+        Draft202012Validator.check_schema(spec.get("schema", {}))
+    except SchemaError as exc:
+        raise InvalidParameter(
+            f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
+            param="response_format.json_schema.schema",
+        ) from None
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def check_tools(tools: list[dict] | None) -> list[dict] | None:
+    if tools is None:
+        return None
+    if len(tools) > MAX_TOOLS:
+        raise InvalidParameter(f"tools: at most {MAX_TOOLS} tools", param="tools")
+    names = set()
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if tool.get("type") != "function":
+            raise InvalidParameter(f"{where}.type must be 'function'", param=f"{where}.type")
+        fn = tool.get("function")
+        if not isinstance(fn, dict):
+            raise InvalidParameter(f"{where}.function must be an object", param=f"{where}.function")
+        name = fn.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            raise InvalidParameter(
+                f"{where}.function.name must match [A-Za-z0-9_-]{{1,64}}", param=f"{where}.function.name"
+            )
+        if name in names:
+            raise InvalidParameter(f"{where}.function.name {name!r} is used twice", param=f"{where}.function.name")
+        names.add(name)
+        params = fn.get("parameters")
+        if params is not None:
+            if not isinstance(params, dict):
+                raise InvalidParameter(f"{where}.function.parameters must be a JSON schema object",
+                                       param=f"{where}.function.parameters")
+            try:
+                Draft202012Validator.check_schema(params)
+            except SchemaError as exc:
+                raise InvalidParameter(
+                    f"{where}.function.parameters is not a valid JSON schema: {exc.message}",
+                    param=f"{where}.function.parameters",
+                ) from None
+    return tools
+
+
+def check_tool_choice(choice, tools: list[dict] | None) -> str:
+    """"auto" | "none" | "required" | the name of a function in tools."""
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):
+            raise InvalidParameter('tool_choice must be "auto", "none", "required" or a function', param="tool_choice")
+        if choice == "required" and not tools:
+            raise InvalidParameter('tool_choice "required" needs tools', param="tool_choice")
+        return choice
+    name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+    if not isinstance(name, str):
+        raise InvalidParameter(
+            'tool_choice must be {"type": "function", "function": {"name": ...}}', param="tool_choice"
+        )
+    if name not in {t["function"]["name"] for t in tools or ()}:
+        raise InvalidParameter(f"tool_choice names {name!r}, which is not in tools", param="tool_choice")
+    return name
 
 
 def check_thinking_tool_rules(req: ChatRequest) -> None:

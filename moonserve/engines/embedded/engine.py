@@ -7,24 +7,34 @@ thread, and turns the tokens it sends back into deltas (UTF-8 assembly, stop seq
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import AsyncIterator
 
+from ...chat.output import OutputPipeline
 from ...chat.template import ChatTemplate
 from ...chat.text_stream import StopMatcher, Utf8Stream
 from ...config import DeploymentConfig
 from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong, TextDelta, Usage
-from .llama import Context, Model, Sampler
+from .llama import Context, LlamaError, Model, Sampler
 from .prefix_cache import PrefixCache
 from .runner import Runner
 from .sequence import Done, Failed, Sequence, Token
 from .weights import resolve_weights
 
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # noqa: E402  (llama.cpp's own converter)
+
 log = logging.getLogger("moonserve.engine")
 
 # A deployment's queue: requests beyond the running slots wait here; past it, 503.
 MAX_WAITING_PER_SLOT = 8
+# With reasoning first, a response_format grammar applies from the end of the thinking block on.
+AFTER_THINKING = r"[\s\S]*</think>\s*([\s\S]*)"
+
+
+class GrammarError(ValueError):
+    """The response_format could not be turned into a grammar."""
 
 
 def text_of(content) -> str:
@@ -70,7 +80,8 @@ class EmbeddedEngine:
             cache = PrefixCache(d.prefix_cache_mb * 1024 * 1024, max(1, d.prefix_cache_min_tokens))
         max_waiting = d.max_waiting if d.max_waiting is not None else d.max_sequences * MAX_WAITING_PER_SLOT
         self.model = model
-        self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache)
+        self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache,
+                             interactive_chunk=max(1, d.prefill_chunk_while_decoding))
 
     async def close(self) -> None:
         if self.runner:
@@ -84,67 +95,149 @@ class EmbeddedEngine:
 
     # -- prompt ---------------------------------------------------------------------------------
 
+    @property
+    def supports_tools(self) -> bool:
+        return self.deployment.tool_parser != "none"
+
+    @property
+    def thinks(self) -> bool:
+        return self.deployment.reasoning_parser != "none"
+
     def render(self, conversation: Conversation, options: ChatOptions) -> str:
-        messages = []
-        for m in conversation.messages:
+        """The prompt text. Reasoning that the service kept in the history is rendered the way the
+        template knows (its `reasoning_content` field, for the current turn) or inline as a
+        `<think>` block before the answer, which every think-tag model reads."""
+        template_knows_reasoning = "reasoning_content" in self.template.source
+        messages = conversation.messages
+        last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        rendered = []
+        for i, m in enumerate(messages):
             m = dict(m)
             m["content"] = text_of(m.get("content"))
-            messages.append(m)
-        return self.template.render(messages, tools=conversation.tools, enable_thinking=options.thinking)
+            reasoning = m.pop("reasoning_content", None)
+            if reasoning:
+                if template_knows_reasoning and i > last_user:
+                    m["reasoning_content"] = reasoning
+                else:
+                    m["content"] = f"<think>\n{reasoning}\n</think>\n\n{m['content']}"
+            rendered.append(m)
+        variables = {}
+        if self.deployment.thinking_variable != "none":
+            variables[self.deployment.thinking_variable] = options.thinking
+        tools = conversation.tools if options.tool_choice != "none" else None
+        return self.template.render(rendered, tools=tools, **variables)
 
     def tokenize_prompt(self, text: str) -> list[int]:
         model = self.model
         add_bos = model.add_bos and not text.startswith(self.template.bos_token or "\0")
         return model.tokenize(text, add_special=add_bos, parse_special=True)
 
+    def forced_call_prefix(self, options: ChatOptions, first_index: int) -> str:
+        """Text put at the start of the answer so that a call must follow (tool_choice "required"
+        or a named function); it is parsed like generated text."""
+        if options.tool_choice in ("auto", "none"):
+            return ""
+        named = options.tool_choice != "required"
+        if self.deployment.tool_parser == "kimi_k2":
+            prefix = "<|tool_calls_section_begin|><|tool_call_begin|>"
+            if named:
+                prefix += f"functions.{options.tool_choice}:{first_index}<|tool_call_argument_begin|>"
+            return prefix
+        prefix = "<tool_call>\n{\"name\": \""
+        if named:
+            prefix += f"{options.tool_choice}\", \"arguments\": "
+        return prefix
+
+    def grammar(self, options: ChatOptions) -> str | None:
+        fmt = options.response_format or {}
+        if fmt.get("type") == "json_object":
+            return JSON_GBNF
+        if fmt.get("type") == "json_schema":
+            schema = fmt["json_schema"].get("schema") or {}
+            return json_schema_to_gbnf(json.dumps(schema))
+        return None
+
     # -- generation -----------------------------------------------------------------------------
 
     async def chat(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
-        prompt = self.tokenize_prompt(self.render(conversation, options))
+        text = self.render(conversation, options)
+        first_tool_index = sum(len(m.get("tool_calls") or ()) for m in conversation.messages)
+        forced = self.forced_call_prefix(options, first_tool_index)
+        prompt = self.tokenize_prompt(text + forced)
         limit = self.runner.ctx.n_ctx_seq
         if len(prompt) >= limit:
             raise PromptTooLong(len(prompt), limit - 1)
-        max_new = limit - len(prompt)
-        for bound in (options.max_tokens, options.max_completion_tokens):
-            if bound is not None:
-                max_new = min(max_new, bound)
 
+        reasoning = self.thinks and options.thinking and not forced
+        pipeline = OutputPipeline(
+            reasoning=self.thinks,
+            starts_in_reasoning=reasoning and text.rstrip().endswith("<think>"),
+            tool_format=self.deployment.tool_parser if conversation.tools and self.supports_tools else None,
+            first_tool_index=first_tool_index,
+        )
+        # max_completion_tokens bounds everything generated; max_tokens only the answer, which the
+        # engine can bound by itself only when no reasoning comes first.
+        max_new = limit - len(prompt)
+        if options.max_completion_tokens is not None:
+            max_new = min(max_new, options.max_completion_tokens)
+        answer_limit = options.max_tokens
+        if answer_limit is not None and not reasoning:
+            max_new, answer_limit = min(max_new, answer_limit), None
+
+        grammar = self.grammar(options)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        seq = Sequence(
-            prompt=prompt,
-            max_new_tokens=max_new,
-            sampler=Sampler(temperature=options.temperature, top_p=options.top_p, seed=options.seed),
-            emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev),
-        )
+        try:
+            sampler = Sampler(temperature=options.temperature, top_p=options.top_p, seed=options.seed,
+                              grammar=grammar, grammar_after=AFTER_THINKING if grammar and reasoning else None,
+                              model=self.model)
+        except LlamaError as exc:
+            raise GrammarError(str(exc)) from None
+        seq = Sequence(prompt=prompt, max_new_tokens=max_new, sampler=sampler,
+                       emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
         self.runner.submit(seq)
+
         utf8 = Utf8Stream()
         stops = StopMatcher(options.stop)
         piece = self.model.piece
-        received = 0
+        counts = {"reasoning": 0, "answer": 0}
         finished = False
+
+        def finish(reason: str, completion_tokens: int) -> Finish:
+            if reason == "stop" and pipeline.tool_calls_done:
+                reason = "tool_calls"
+            return Finish(reason, Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
+                                        cached_tokens=seq.n_cached, reasoning_tokens=counts["reasoning"]))
+
         try:
+            for d in pipeline.feed(forced):
+                yield d
             while True:
                 ev = await events.get()
                 if type(ev) is Token:
-                    received += 1
-                    text = stops.feed(utf8.feed(piece(ev.id)))
-                    if text:
-                        yield TextDelta(text)
+                    was_reasoning = pipeline.in_reasoning
+                    for d in pipeline.feed(stops.feed(utf8.feed(piece(ev.id)))):
+                        yield d
+                    counts["reasoning" if was_reasoning or pipeline.in_reasoning else "answer"] += 1
+                    reason = None
                     if stops.stopped:
+                        reason = "stop"
+                    elif pipeline.tool_calls_done and not options.parallel_tool_calls and not pipeline.in_tool_call:
+                        reason = "stop"  # one call is the whole reply unless parallel calls were asked for
+                    elif answer_limit is not None and counts["answer"] >= answer_limit:
+                        reason = "length"
+                    if reason:
                         finished = True
                         self.runner.cancel(seq)
-                        yield Finish("stop", Usage(prompt_tokens=len(prompt), completion_tokens=received,
-                                                   cached_tokens=seq.n_cached))
+                        for d in pipeline.flush():
+                            yield d
+                        yield finish(reason, counts["reasoning"] + counts["answer"])
                         return
                 elif type(ev) is Done:
                     finished = True
-                    text = stops.feed(utf8.flush())
-                    text += stops.flush()
-                    if text:
-                        yield TextDelta(text)
-                    yield Finish(ev.reason, Usage(prompt_tokens=ev.prompt_tokens, completion_tokens=ev.completion_tokens,
-                                                  cached_tokens=ev.cached_tokens))
+                    for d in pipeline.feed(stops.feed(utf8.flush()) + stops.flush()) + pipeline.flush():
+                        yield d
+                    yield finish(ev.reason, ev.completion_tokens)
                     return
                 elif type(ev) is Failed:
                     finished = True

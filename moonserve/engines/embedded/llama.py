@@ -127,6 +127,11 @@ class Context:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
+        # Flash attention off: ggml's CPU flash-attention kernel rounds differently for one query
+        # row than for several, so a token's logits would depend on what shared its batch (and a
+        # cache hit would not reproduce a cold run). Off, results are bit-identical however
+        # requests are batched or chunked, and decoding is faster on CPU besides.
+        params.flash_attn_type = 0  # LLAMA_FLASH_ATTN_TYPE_DISABLED
         # One KV stream per sequence: each gets exactly n_ctx_seq cells, so a running sequence can
         # never be starved of KV memory by the others.
         params.kv_unified = False
@@ -198,8 +203,23 @@ class Sampler:
     """A per-sequence llama.cpp sampler chain: greedy at temperature 0, else temperature + top-p +
     a seeded draw."""
 
-    def __init__(self, *, temperature: float, top_p: float, seed: int | None):
+    def __init__(self, *, temperature: float, top_p: float, seed: int | None, grammar: str | None = None,
+                 grammar_after: str | None = None, model: "Model | None" = None):
+        """`grammar` (GBNF, root rule `root`) constrains the output; with `grammar_after` (a regex
+        that must match the whole text so far, its first group starting the constrained part) the
+        grammar applies only once that pattern has been generated, e.g. after `</think>`."""
         self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        if grammar is not None:
+            if grammar_after is None:
+                g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            else:
+                patterns = (ctypes.c_char_p * 1)(grammar_after.encode())
+                g = C.llama_sampler_init_grammar_lazy_patterns(
+                    model.vocab, grammar.encode(), b"root", patterns, 1, None, 0)
+            if not g:
+                C.llama_sampler_free(self.ptr)
+                raise LlamaError("llama.cpp rejected the grammar")
+            C.llama_sampler_chain_add(self.ptr, g)
         if temperature <= 0:
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_greedy())
         else:

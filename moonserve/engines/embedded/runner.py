@@ -35,11 +35,12 @@ _STOP = object()
 
 
 class Runner:
-    def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None):
+    def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None,
+                 interactive_chunk: int):
         self.model = model
         self.ctx = ctx
         self.cache = cache
-        self.scheduler = Scheduler(ctx.n_seq, max_waiting)
+        self.scheduler = Scheduler(ctx.n_seq, max_waiting, interactive_chunk)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
         # counters, read by /health and /metrics (plain numbers: torn reads are harmless)

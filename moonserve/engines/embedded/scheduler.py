@@ -2,6 +2,8 @@
 
 Each step is one llama_decode of at most `budget` tokens: first one token for every sequence that
 is generating (so running streams keep flowing), then prompt chunks of sequences still prefilling.
+While any sequence is generating, prompts advance by at most `interactive_chunk` tokens a step, so
+admitting a long prompt slows running streams a little instead of stalling them for seconds.
 New sequences join between steps as KV slots free up; past `max_waiting` a request is refused.
 """
 
@@ -23,7 +25,8 @@ class Work:
 
 
 class Scheduler:
-    def __init__(self, n_slots: int, max_waiting: int):
+    def __init__(self, n_slots: int, max_waiting: int, interactive_chunk: int = 32):
+        self.interactive_chunk = interactive_chunk
         self.free_slots = list(range(n_slots - 1, -1, -1))
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
@@ -66,6 +69,8 @@ class Scheduler:
             if not seq.prefilling and seq.last_token is not None:
                 work.append(Work(seq, [seq.last_token], seq.position, True))
                 budget -= 1
+        if work:  # streams are generating: keep this step short
+            budget = min(budget, self.interactive_chunk)
         for seq in self.running:
             if budget == 0:
                 break

@@ -1,0 +1,12 @@
+"""All benchmarks, one after the other (each starts its own server). `make bench`."""
+
+import admission
+import concurrent_streams
+import prefix_cache
+import single_stream
+
+if __name__ == "__main__":
+    single_stream.main()
+    concurrent_streams.main()
+    prefix_cache.main()
+    admission.main()
