@@ -31,7 +31,7 @@ def main():
             t.start()
             time.sleep(1.5)
             box["b_sent"] = time.perf_counter()
-            b = stream(server, [{"role": "user", "content": long_prompt(1000, f"adm{run}")}], 2, seed=run)
+            b = stream(server, [{"role": "user", "content": long_prompt(510, f"adm{run}")}], 2, seed=run)
             box["b_first"] = b.token_times[0]
             t.join()
             a = result["a"].token_times

@@ -40,9 +40,12 @@ def report(name: str, ours: list[float], base: list[float], unit: str, target: s
 
 # -- the raw baseline ------------------------------------------------------------------------------
 
+_QUIET = C.llama_log_callback(lambda level, text, user_data: None)  # kept alive: llama.cpp calls it later
+
+
 class RawLlama:
     def __init__(self, n_seq: int, n_ctx_seq: int = 4096, n_batch: int = 512):
-        C.llama_log_set(C.llama_log_callback(lambda *a: None), ctypes.c_void_p(0))
+        C.llama_log_set(_QUIET, ctypes.c_void_p(0))
         C.llama_backend_init()
         self.model = C.llama_model_load_from_file(str(smollm2_path()).encode(), C.llama_model_default_params())
         self.vocab = C.llama_model_get_vocab(self.model)

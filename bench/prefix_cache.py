@@ -11,7 +11,7 @@ def main():
     try:
         cold, warm, fractions = [], [], []
         for run in range(RUNS):
-            prefix = long_prompt(1000, f"doc{run}")  # ~2,000 tokens, new for each run
+            prefix = long_prompt(510, f"doc{run}")  # ~2,000 tokens, new for each run
             first = [{"role": "system", "content": prefix}, {"role": "user", "content": "Summarise it."}]
             second = [{"role": "system", "content": prefix}, {"role": "user", "content": "List three words."}]
             c = stream(server, first, 4)  # cold: nothing cached starts like this

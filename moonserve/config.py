@@ -29,7 +29,10 @@ class DeploymentConfig:
     context_length: int = 4096
     max_sequences: int = 8
     batch_tokens: int = 512  # tokens per llama_decode step (decode tokens + prefill chunks)
-    prefill_chunk_while_decoding: int = 32  # prompt tokens per step while other sequences generate
+    # While prompts are prefilled, a running stream's steps may take at most this many times as
+    # long as pure decode steps (prompts are then fed in smaller chunks); lower: smoother streams,
+    # slower admission of long prompts.
+    max_decode_slowdown: float = 2.5
     max_waiting: int | None = None  # queued requests beyond the running ones; None: 8 x max_sequences
     prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
     prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)

@@ -81,7 +81,7 @@ class EmbeddedEngine:
         max_waiting = d.max_waiting if d.max_waiting is not None else d.max_sequences * MAX_WAITING_PER_SLOT
         self.model = model
         self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache,
-                             interactive_chunk=max(1, d.prefill_chunk_while_decoding))
+                             max_decode_slowdown=max(1.1, d.max_decode_slowdown))
 
     async def close(self) -> None:
         if self.runner:

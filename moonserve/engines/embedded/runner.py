@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from .llama import Context, Model
+from .pacing import PrefillPacer
 from .prefix_cache import Entry, PrefixCache
 from .scheduler import Scheduler
 from .sequence import Done, Failed, Sequence, Token
@@ -36,11 +37,12 @@ _STOP = object()
 
 class Runner:
     def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None,
-                 interactive_chunk: int):
+                 max_decode_slowdown: float):
         self.model = model
         self.ctx = ctx
         self.cache = cache
-        self.scheduler = Scheduler(ctx.n_seq, max_waiting, interactive_chunk)
+        self.pacer = PrefillPacer(max_decode_slowdown, ctx.n_batch)
+        self.scheduler = Scheduler(ctx.n_seq, max_waiting)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
         # counters, read by /health and /metrics (plain numbers: torn reads are harmless)
@@ -129,12 +131,13 @@ class Runner:
     def _step(self) -> None:
         for seq in self.scheduler.admit():
             self._restore_prefix(seq)
-        work = self.scheduler.schedule(self.ctx.n_batch)
+        work = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
         if not work:
             return
         ctx = self.ctx
         ctx.clear_batch()
         sample_at: list[tuple[Sequence, int]] = []
+        n_prefill = 0
         for w in work:
             slot = w.seq.slot
             last = len(w.tokens) - 1
@@ -142,7 +145,11 @@ class Runner:
                 idx = ctx.add(tok, w.start + i, slot, w.sample and i == last)
             if w.sample:
                 sample_at.append((w.seq, idx))
+            if w.seq.prefilling:
+                n_prefill += len(w.tokens)
+        t0 = time.perf_counter()
         ctx.decode()
+        self.pacer.observe(time.perf_counter() - t0, ctx.batch_size - n_prefill, n_prefill)
         self.steps += 1
 
         for w in work:

@@ -2,8 +2,9 @@
 
 Each step is one llama_decode of at most `budget` tokens: first one token for every sequence that
 is generating (so running streams keep flowing), then prompt chunks of sequences still prefilling.
-While any sequence is generating, prompts advance by at most `interactive_chunk` tokens a step, so
-admitting a long prompt slows running streams a little instead of stalling them for seconds.
+While any sequence is generating, prompts advance by at most `interactive_chunk` tokens a step (sized
+by `pacing.PrefillPacer`), so admitting a long prompt slows running streams a little instead of
+stalling them for seconds.
 New sequences join between steps as KV slots free up; past `max_waiting` a request is refused.
 """
 
@@ -25,8 +26,7 @@ class Work:
 
 
 class Scheduler:
-    def __init__(self, n_slots: int, max_waiting: int, interactive_chunk: int = 32):
-        self.interactive_chunk = interactive_chunk
+    def __init__(self, n_slots: int, max_waiting: int):
         self.free_slots = list(range(n_slots - 1, -1, -1))
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
@@ -60,7 +60,7 @@ class Scheduler:
             admitted.append(seq)
         return admitted
 
-    def schedule(self, budget: int) -> list[Work]:
+    def schedule(self, budget: int, interactive_chunk: int) -> list[Work]:
         """This step's work for the running sequences, at most `budget` tokens."""
         work: list[Work] = []
         for seq in self.running:
@@ -70,7 +70,7 @@ class Scheduler:
                 work.append(Work(seq, [seq.last_token], seq.position, True))
                 budget -= 1
         if work:  # streams are generating: keep this step short
-            budget = min(budget, self.interactive_chunk)
+            budget = min(budget, interactive_chunk)
         for seq in self.running:
             if budget == 0:
                 break
