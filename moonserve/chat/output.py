@@ -18,6 +18,10 @@ class OutputPipeline:
         return self.reasoning is not None and self.reasoning.in_reasoning
 
     @property
+    def undecided(self) -> bool:
+        return self.reasoning is not None and self.reasoning.undecided
+
+    @property
     def tool_calls_done(self) -> int:
         return self.tools.calls if self.tools else 0
 

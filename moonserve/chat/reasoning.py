@@ -23,6 +23,11 @@ class ReasoningParser:
     def in_reasoning(self) -> bool:
         return self.state in ("reasoning_start", "reasoning")
 
+    @property
+    def undecided(self) -> bool:
+        """Nothing but whitespace or the start of `<think>` has come yet."""
+        return self.state == "start"
+
     def feed(self, text: str) -> list[tuple[str, str]]:
         """[(kind, text)] with kind "reasoning" or "content"."""
         out: list[tuple[str, str]] = []

@@ -29,8 +29,6 @@ log = logging.getLogger("moonserve.engine")
 
 # A deployment's queue: requests beyond the running slots wait here; past it, 503.
 MAX_WAITING_PER_SLOT = 8
-# With reasoning first, a response_format grammar applies from the end of the thinking block on.
-AFTER_THINKING = r"[\s\S]*</think>\s*([\s\S]*)"
 
 
 class GrammarError(ValueError):
@@ -187,20 +185,23 @@ class EmbeddedEngine:
         grammar = self.grammar(options)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
+        sampling = dict(temperature=options.temperature, top_p=options.top_p, seed=options.seed)
         try:
-            sampler = Sampler(temperature=options.temperature, top_p=options.top_p, seed=options.seed,
-                              grammar=grammar, grammar_after=AFTER_THINKING if grammar and reasoning else None,
-                              model=self.model)
+            # With reasoning first, the response_format grammar takes over after `</think>`.
+            constrained = Sampler(**sampling, grammar=grammar, model=self.model) if grammar else None
         except LlamaError as exc:
             raise GrammarError(str(exc)) from None
-        seq = Sequence(prompt=prompt, max_new_tokens=max_new, sampler=sampler,
+        first = Sampler(**sampling) if constrained is None or reasoning else constrained
+        seq = Sequence(prompt=prompt, max_new_tokens=max_new, sampler=first,
                        emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+        if constrained is not None and reasoning:
+            seq.later_sampler, seq.switch_after = constrained, b"</think>"
         self.runner.submit(seq)
 
         utf8 = Utf8Stream()
         stops = StopMatcher(options.stop)
         piece = self.model.piece
-        counts = {"reasoning": 0, "answer": 0}
+        counts = {"reasoning": 0, "answer": 0, "undecided": 0}
         finished = False
 
         def finish(reason: str, completion_tokens: int) -> Finish:
@@ -218,7 +219,12 @@ class EmbeddedEngine:
                     was_reasoning = pipeline.in_reasoning
                     for d in pipeline.feed(stops.feed(utf8.feed(piece(ev.id)))):
                         yield d
-                    counts["reasoning" if was_reasoning or pipeline.in_reasoning else "answer"] += 1
+                    if pipeline.undecided:  # whitespace or part of "<think>": counted once decided
+                        counts["undecided"] += 1
+                    else:
+                        kind = "reasoning" if was_reasoning or pipeline.in_reasoning else "answer"
+                        counts[kind] += 1 + counts["undecided"]
+                        counts["undecided"] = 0
                     reason = None
                     if stops.stopped:
                         reason = "stop"
@@ -231,7 +237,7 @@ class EmbeddedEngine:
                         self.runner.cancel(seq)
                         for d in pipeline.flush():
                             yield d
-                        yield finish(reason, counts["reasoning"] + counts["answer"])
+                        yield finish(reason, sum(counts.values()))
                         return
                 elif type(ev) is Done:
                     finished = True

@@ -204,18 +204,12 @@ class Sampler:
     a seeded draw."""
 
     def __init__(self, *, temperature: float, top_p: float, seed: int | None, grammar: str | None = None,
-                 grammar_after: str | None = None, model: "Model | None" = None):
-        """`grammar` (GBNF, root rule `root`) constrains the output; with `grammar_after` (a regex
-        that must match the whole text so far, its first group starting the constrained part) the
-        grammar applies only once that pattern has been generated, e.g. after `</think>`."""
+                 model: "Model | None" = None):
+        """`grammar` (GBNF, root rule `root`) constrains every sampled token: llama.cpp masks what the
+        grammar forbids before the draw, so only allowed tokens are ever accepted."""
         self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         if grammar is not None:
-            if grammar_after is None:
-                g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
-            else:
-                patterns = (ctypes.c_char_p * 1)(grammar_after.encode())
-                g = C.llama_sampler_init_grammar_lazy_patterns(
-                    model.vocab, grammar.encode(), b"root", patterns, 1, None, 0)
+            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
             if not g:
                 C.llama_sampler_free(self.ptr)
                 raise LlamaError("llama.cpp rejected the grammar")

@@ -169,6 +169,8 @@ class Runner:
                 self._finish(seq, "stop")
                 continue
             seq.emit(Token(token))
+            if seq.switch_after is not None:
+                self._maybe_switch_sampler(seq, token)
             if seq.n_generated >= seq.max_new_tokens or seq.n_computed >= ctx.n_ctx_seq:
                 self._finish(seq, "length")
             else:
@@ -181,6 +183,12 @@ class Runner:
         if now - t0 >= 1.0:
             self.tokens_per_second = (self.tokens_generated - n0) / (now - t0)
             self._rate_mark = (now, self.tokens_generated)
+
+    def _maybe_switch_sampler(self, seq: Sequence, token: int) -> None:
+        seq.recent = (seq.recent + self.model.piece(token))[-64:]
+        if seq.switch_after in seq.recent:
+            seq.sampler.close()
+            seq.sampler, seq.later_sampler, seq.switch_after = seq.later_sampler, None, None
 
     # -- prefix cache -----------------------------------------------------------------------------
 
@@ -220,7 +228,7 @@ class Runner:
             self._save_prefix(seq)
             self.ctx.forget(seq.slot)
         self.scheduler.remove(seq)
-        seq.sampler.close()
+        seq.close_samplers()
         seq.emit(Done(reason, len(seq.prompt), seq.n_generated, seq.n_cached))
 
     def _fail_all(self, exc: Exception) -> None:
@@ -229,5 +237,5 @@ class Runner:
             if seq.slot is not None:
                 self.ctx.forget(seq.slot)
             self.scheduler.remove(seq)
-            seq.sampler.close()
+            seq.close_samplers()
             seq.emit(Failed(exc))
