@@ -45,6 +45,9 @@ def main():
             ratios.append(worst / med)
             print(f"   run {run}: median gap alone {med * 1000:.1f} ms, p99 gap during B's prefill "
                   f"{worst * 1000:.1f} ms over {len(during)} gaps, B's TTFT {b.ttft:.2f}s -> {worst / med:.2f}x")
+        if not ratios:
+            print("d. no run had stream A still going during B's admission (machine too busy?)")
+            return None
         r = statistics.median(ratios)
         print(f"d. p99 gap during a 2,000-token admission / median gap: median {r:.2f}x over {len(ratios)} runs "
               f"{['%.2f' % x for x in ratios]} (target <= 3)")

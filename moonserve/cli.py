@@ -211,5 +211,36 @@ def _fetch_weights(cfg: Config) -> None:
                 raise typer.Exit(2)
 
 
+@app.command()
+def usage(
+    workspace: Optional[str] = typer.Option(None, "--workspace", "-w", help="Only this workspace."),
+    since: Optional[str] = typer.Option(None, help="ISO-8601 date/time (UTC), or a span: 30m, 24h, 7d."),
+    by: str = typer.Option("model", help="Group by model, key or day."),
+    config: Optional[str] = ConfigOpt,
+    as_json: bool = JsonOpt,
+):
+    """Usage and cost from the ledger."""
+    from .accounts.ledger import GROUPS, Ledger, parse_since
+
+    if by not in GROUPS:
+        err.print(f"--by must be one of {', '.join(GROUPS)}")
+        raise typer.Exit(2)
+    try:
+        since_at = parse_since(since)
+    except ValueError as exc:
+        err.print(f"--since: {escape(str(exc))}")
+        raise typer.Exit(2)
+    cfg = _config(config)
+    rows = Ledger(_store(cfg).engine).report(workspace, since_at, by)
+    if as_json:
+        _print_json({"workspace": workspace, "since": since, "by": by, "data": rows})
+        return
+    table = Table(by, "requests", "prompt", "cached", "completion", "reasoning", "cost", "currency")
+    for r in rows:
+        table.add_row(r["group"], str(r["requests"]), str(r["prompt_tokens"]), str(r["cached_tokens"]),
+                      str(r["completion_tokens"]), str(r["reasoning_tokens"]), r["cost_total"], r["currency"])
+    out.print(table)
+
+
 def _short(t) -> str:
     return t.strftime("%Y-%m-%d %H:%M") if t else "-"

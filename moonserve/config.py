@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 from pathlib import Path
 
 import platformdirs
+
+from .accounts.limits import Limits, LimitsConfig
 
 DEFAULT_REGION = "cn-beijing"
 
@@ -75,12 +78,21 @@ class ServerConfig:
 
 
 @dataclass
+class BillingConfig:
+    currency: str = "CNY"
+    ledger: bool = True  # one usage record per authenticated call (off only to measure its cost)
+
+
+@dataclass
 class Config:
     home: Path
     database_url: str
     server: ServerConfig = field(default_factory=ServerConfig)
     deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)  # public model id -> deployment name
+    billing: BillingConfig = field(default_factory=BillingConfig)
+    prices: dict[str, dict] = field(default_factory=dict)  # model id -> {"input": ..., "output": ...}
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -108,7 +120,8 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     path = path or os.environ.get("MOONSERVE_CONFIG")
     operator = _read_toml(Path(path)) if path else {}
 
-    unknown = set(operator) - {"server", "deployments", "models", "database_url", "home"}
+    unknown = set(operator) - {"server", "deployments", "models", "database_url", "home", "billing", "prices",
+                               "limits"}
     if unknown:
         raise ConfigError(f"config file: unknown section(s) {sorted(unknown)}")
     if "home" in operator:
@@ -149,7 +162,46 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         or operator.get("database_url")
         or f"sqlite:///{home / 'moonserve.db'}"
     )
-    return Config(home=home, database_url=database_url, server=server, deployments=deployments, routes=routes)
+    return Config(home=home, database_url=database_url, server=server, deployments=deployments, routes=routes,
+                  billing=_billing(operator.get("billing", {})), prices=_prices(operator.get("prices", {}), routes),
+                  limits=_limits(operator.get("limits", {})))
+
+
+def _billing(data: dict) -> BillingConfig:
+    known = {f.name for f in fields(BillingConfig)}
+    if set(data) - known:
+        raise ConfigError(f"[billing]: unknown setting(s) {sorted(set(data) - known)}")
+    return BillingConfig(**data)
+
+
+def _prices(data: dict, routes: dict) -> dict[str, dict]:
+    for model_id, p in data.items():
+        if model_id not in routes:
+            raise ConfigError(f"[prices.{model_id!r}]: not a public model id")
+        if set(p) - {"input", "output"}:
+            raise ConfigError(f"[prices.{model_id!r}]: only input and output (per million tokens) can be set")
+        for k, v in p.items():
+            try:
+                if Decimal(str(v)) < 0:
+                    raise InvalidOperation
+            except InvalidOperation:
+                raise ConfigError(f"[prices.{model_id!r}].{k}: not a price: {v!r}") from None
+    return data
+
+
+def _limits(data: dict) -> LimitsConfig:
+    def limits(d: dict, where: str) -> Limits:
+        if set(d) - {"rpm", "tpm"}:
+            raise ConfigError(f"{where}: only rpm and tpm can be set")
+        return Limits(rpm=int(d.get("rpm", 0)), tpm=int(d.get("tpm", 0)))
+
+    if set(data) - {"key", "workspace", "workspaces"}:
+        raise ConfigError(f"[limits]: unknown setting(s) {sorted(set(data) - {'key', 'workspace', 'workspaces'})}")
+    return LimitsConfig(
+        key=limits(data.get("key", {}), "[limits.key]"),
+        workspace=limits(data.get("workspace", {}), "[limits.workspace]"),
+        workspaces={w: limits(d, f"[limits.workspaces.{w}]") for w, d in data.get("workspaces", {}).items()},
+    )
 
 
 __all__ = ["Config", "ConfigError", "DeploymentConfig", "ServerConfig", "load_config"]

@@ -33,3 +33,15 @@ def wait_idle(server: Server, timeout: float = 10, deployment: str = "smollm2") 
         if time.monotonic() > deadline:
             raise AssertionError(f"engine still busy: {stats}")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster, started by the tests themselves."""
+    from moonserve import testing_pg
+
+    if not testing_pg.available():
+        pytest.fail("PostgreSQL binaries (initdb, pg_ctl, postgres) are needed: apt-get install postgresql")
+    cluster = testing_pg.start_cluster()
+    yield cluster
+    cluster.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, ForeignKey, MetaData, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -32,4 +32,46 @@ activations = Table(
     Column("workspace_id", String(64), ForeignKey("workspaces.id"), primary_key=True),
     Column("model_id", String(128), primary_key=True),
     Column("activated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per authenticated chat call, written before the call's last byte is sent; the request id
+# is the primary key, so a call is never counted twice.
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("workspace_id", String(64), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("status", Integer, nullable=False),  # HTTP status; 499: the client went away mid-reply
+    Column("error_code", String(64)),
+    Column("stream", Boolean, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("text_tokens", Integer, nullable=False),
+    Column("image_tokens", Integer, nullable=False),
+    Column("video_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    # costs in billionths of the currency unit: integers are exact on every database
+    Column("cost_input", BigInteger, nullable=False),
+    Column("cost_cached", BigInteger, nullable=False),
+    Column("cost_output", BigInteger, nullable=False),
+    Column("cost_total", BigInteger, nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_usage_records_created_at", "created_at"),
+    Index("ix_usage_records_workspace_created", "workspace_id", "created_at"),
+)
+
+# Fixed one-minute windows of requests and tokens per scope ("key:ID" or "workspace:ID"), shared by
+# every process on the same database.
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("scope", String(100), primary_key=True),
+    Column("window", BigInteger, primary_key=True),  # minutes since the epoch
+    Column("requests", Integer, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -171,6 +171,7 @@ class Store:
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
             with self.engine.begin() as conn:
                 conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(last_used_at=now))
+            key = replace(key, last_used_at=now)
         return key
 
     @staticmethod

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from ..accounts.store import Store
 from ..config import Config
 from ..engines import create_engine
+from ..service.accounting import Accounting
 from ..service.bootstrap import FirstRun, first_run
 from ..service.chat import ChatService
 from . import errors
@@ -48,6 +49,7 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     app.state.store = store
     app.state.engines = engines
     app.state.service = ChatService(config, store, engines)
+    app.state.accounting = Accounting(config, store)
     app.state.metrics = Metrics(engines)
     app.state.started_at = int(time.time())
     errors.install(app)

@@ -10,8 +10,11 @@ import logging
 import time
 from typing import AsyncIterator
 
-from ..engines.protocol import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from starlette.concurrency import run_in_threadpool
+
+from ..engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ..errors import InternalError, ModelStudioError
+from ..service.accounting import CLIENT_CLOSED
 from ..service.chat import ChatRun
 
 log = logging.getLogger("moonserve.api")
@@ -52,8 +55,24 @@ class ToolCallAssembler:
         call["function"]["arguments"] += d.arguments
 
 
-async def collect(run: ChatRun, request_id: str) -> dict:
-    """The whole non-stream reply."""
+class Recorder:
+    """Writes the call's one ledger record: `finish` before the last bytes go out, `finish_now`
+    (synchronous, usable while being cancelled) when the reply ends any other way."""
+
+    def __init__(self, accounting, call):
+        self.accounting = accounting
+        self.call = call
+
+    async def finish(self, status: int, usage: Usage | None = None, code: str | None = None) -> None:
+        if not self.call.recorded:
+            await run_in_threadpool(self.accounting.record, self.call, status, usage, code)
+
+    def finish_now(self, status: int, usage: Usage | None = None, code: str | None = None) -> None:
+        self.accounting.record(self.call, status, usage, code)
+
+
+async def collect(run: ChatRun, request_id: str) -> tuple[dict, Usage]:
+    """The whole non-stream reply, and its usage."""
     content: list[str] = []
     reasoning: list[str] = []
     tools = ToolCallAssembler()
@@ -82,16 +101,17 @@ async def collect(run: ChatRun, request_id: str) -> dict:
         "system_fingerprint": None,
         "choices": [{"index": 0, "message": message, "finish_reason": finish.reason, "logprobs": None}],
         "usage": usage_body(finish.usage),
-    }
+    }, finish.usage
 
 
 def _sse(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def stream(run: ChatRun, request_id: str) -> AsyncIterator[bytes]:
+async def stream(run: ChatRun, request_id: str, recorder: Recorder) -> AsyncIterator[bytes]:
     """SSE: a role chunk, delta chunks, a finish chunk, the usage chunk if asked, then [DONE].
-    An error after the first byte is sent as `data: {"error": ...}` and ends the stream."""
+    An error after the first byte is sent as `data: {"error": ...}` and ends the stream. The ledger
+    record is written before the finish chunk, or on the way out for a client that left."""
     cid = f"chatcmpl-{request_id}"
     created = int(time.time())
     model = run.model
@@ -122,6 +142,7 @@ async def stream(run: ChatRun, request_id: str) -> AsyncIterator[bytes]:
                              "function": {"name": d.name, "arguments": d.arguments}}
                 yield chunk({"content": None, "tool_calls": [piece]})
             elif t is Finish:
+                await recorder.finish(200, d.usage)
                 yield chunk({}, d.reason)
                 if run.include_usage:
                     yield _sse({
@@ -135,7 +156,11 @@ async def stream(run: ChatRun, request_id: str) -> AsyncIterator[bytes]:
                     })
         yield b"data: [DONE]\n\n"
     except ModelStudioError as exc:
+        await recorder.finish(exc.status, run.meter, exc.code)
         yield _sse(exc.body(request_id))
     except Exception:
         log.exception("stream %s failed", request_id)
+        await recorder.finish(500, run.meter, InternalError.code)
         yield _sse(InternalError().body(request_id))
+    finally:
+        recorder.finish_now(CLIENT_CLOSED, run.meter)  # no-op unless the client went away

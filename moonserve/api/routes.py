@@ -12,9 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ..accounts.ledger import parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
 from ..errors import InvalidParameter, ModelStudioError
+from ..service.accounting import CLIENT_CLOSED, Call
 from ..wire import ChatRequest
 from . import responses
 from .auth import require_key
@@ -52,14 +54,17 @@ async def chat_completions(request: Request, key: ApiKey = Depends(require_key))
     state = request.app.state
     rid = request_id(request)
     started = time.perf_counter()
-    model = "-"
+    call = Call(rid, key)
+    recorder = responses.Recorder(state.accounting, call)
     try:
+        await run_in_threadpool(state.accounting.admit, call)
         req = await read_chat_request(request)
-        model = req.model
+        call.model, call.stream = req.model, req.stream
         card = await run_in_threadpool(state.service.authorize_model, key, req.model)
         run = await state.service.start(key, req, card)
     except ModelStudioError as exc:
-        state.metrics.requests.labels(model if model in cards() else "-", str(exc.status)).inc()
+        state.metrics.requests.labels(call.model if call.model in cards() else "-", str(exc.status)).inc()
+        await recorder.finish(exc.status, None, exc.code)
         raise
     state.metrics.ttft.labels(req.model).observe(time.perf_counter() - started)
     state.metrics.requests.labels(req.model, "200").inc()
@@ -69,7 +74,7 @@ async def chat_completions(request: Request, key: ApiKey = Depends(require_key))
 
     if req.stream:
         return StreamingResponse(
-            responses.stream(run, rid),
+            responses.stream(run, rid, recorder),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -82,9 +87,19 @@ async def chat_completions(request: Request, key: ApiKey = Depends(require_key))
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
         await run.deltas.aclose()
-        return PlainTextResponse("", status_code=499)
+        await recorder.finish(CLIENT_CLOSED, run.meter)
+        return PlainTextResponse("", status_code=CLIENT_CLOSED)
     watch.cancel()
-    return JSONResponse(work.result(), headers=headers)
+    try:
+        body, usage = work.result()
+    except ModelStudioError as exc:
+        await recorder.finish(exc.status, run.meter, exc.code)
+        raise
+    except Exception:
+        await recorder.finish(500, run.meter, "InternalError")
+        raise
+    await recorder.finish(200, usage)  # before the reply goes out: a crash after this loses nothing
+    return JSONResponse(body, headers=headers)
 
 
 async def list_models(request: Request, key: ApiKey = Depends(require_key)):
@@ -98,9 +113,27 @@ async def list_models(request: Request, key: ApiKey = Depends(require_key)):
     return {"object": "list", "data": data}
 
 
+async def usage_report(request: Request, since: str | None = None, by: str = "model",
+                       key: ApiKey = Depends(require_key)):
+    """The calling key's workspace only: `?since=ISO-8601&by=model|key|day`."""
+    ledger = request.app.state.accounting.ledger
+    if ledger is None:
+        raise InvalidParameter("the usage ledger is turned off on this server", param="by")
+    if by not in ("model", "key", "day"):
+        raise InvalidParameter("by must be one of model, key, day", param="by")
+    try:
+        since_at = parse_since(since)
+    except ValueError as exc:
+        raise InvalidParameter(f"since: {exc}", param="since") from None
+    rows = await run_in_threadpool(ledger.report, key.workspace_id, since_at, by)
+    return {"object": "usage", "workspace": key.workspace_id, "by": by, "since": since,
+            "currency": request.app.state.config.billing.currency, "data": rows}
+
+
 for prefix in PREFIXES:
     router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
     router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
+    router.add_api_route(f"{prefix}/usage", usage_report, methods=["GET"])
 
 
 @router.get("/health")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
@@ -16,6 +17,9 @@ class ModelCard:
     preserve_thinking: str  # "on" | "off" | "unsupported"
     temperature_thinking: float
     top_p: float
+    input_price: Decimal  # per million tokens, default prices (the operator's config may override)
+    output_price: Decimal
+    cached_ratio: Decimal  # a cache hit costs this share of the input price
     thinking_default: bool = True
     temperature_non_thinking: float | None = None
     owned_by: str = "kimi"
@@ -35,7 +39,11 @@ def cards() -> dict[str, ModelCard]:
     with open(Path(__file__).with_name("models.toml"), "rb") as f:
         data = tomllib.load(f)
     return {
-        model_id: ModelCard(id=model_id, **{**raw, "input": tuple(raw["input"])})
+        model_id: ModelCard(id=model_id, **{
+            **raw,
+            "input": tuple(raw["input"]),
+            **{k: Decimal(raw[k]) for k in ("input_price", "output_price", "cached_ratio")},
+        })
         for model_id, raw in data["models"].items()
     }
 

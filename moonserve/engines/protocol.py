@@ -30,6 +30,9 @@ class ChatOptions:
     tool_choice: str = "auto"
     parallel_tool_calls: bool = False
     response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
+    # Live token counts, kept up to date by the engine as it generates: what a call used so far
+    # when it ends early (a client that disconnects still leaves a true usage record).
+    meter: "Usage | None" = None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from ..accounts.store import ApiKey, Store
 from ..catalog import ModelCard, card as find_card
 from ..chat.template import TemplateRenderError
 from ..config import Config
-from ..engines.protocol import Conversation, Delta, Engine, EngineOverloaded, PromptTooLong
+from ..engines.protocol import Conversation, Delta, Engine, EngineOverloaded, PromptTooLong, Usage
 from ..errors import InvalidParameter, ModelAccessDenied, ModelNotFound, ModelStudioError, ModelUnavailable
 from ..wire import ChatRequest
 from . import rules
@@ -29,6 +29,7 @@ MEDIA_PARTS = {"image_url": "image", "video_url": "video", "video": "video"}
 class ChatRun:
     model: str
     deltas: AsyncIterator[Delta]
+    meter: Usage  # the usage so far, kept by the engine
     include_usage: bool = False
     ignored: list[str] = field(default_factory=list)
 
@@ -63,6 +64,7 @@ class ChatService:
             messages=history(req, decision.preserve_thinking),
             tools=req.tools,
         )
+        decision.options.meter = Usage()
         stream = engine.chat(conversation, decision.options)
         try:
             first = await anext(stream)
@@ -81,7 +83,8 @@ class ChatService:
             raise InvalidParameter(f"messages: {exc}", param="messages") from None
         except ValueError as exc:  # e.g. a response_format schema the grammar converter cannot take
             raise InvalidParameter(f"response_format: {exc}", param="response_format") from None
-        return ChatRun(card.id, _prepend(first, stream), decision.include_usage, decision.ignored)
+        return ChatRun(card.id, _prepend(first, stream), decision.options.meter, decision.include_usage,
+                       decision.ignored)
 
     def _check_capabilities(self, req: ChatRequest, engine: Engine) -> None:
         accepts_media = getattr(engine, "accepts_media", False)

@@ -198,6 +198,8 @@ class EmbeddedEngine:
             seq.later_sampler, seq.switch_after = constrained, b"</think>"
         self.runner.submit(seq)
 
+        meter = options.meter if options.meter is not None else Usage()
+        meter.prompt_tokens = len(prompt)
         utf8 = Utf8Stream()
         stops = StopMatcher(options.stop)
         piece = self.model.piece
@@ -207,6 +209,9 @@ class EmbeddedEngine:
         def finish(reason: str, completion_tokens: int) -> Finish:
             if reason == "stop" and pipeline.tool_calls_done:
                 reason = "tool_calls"
+            meter.completion_tokens = completion_tokens
+            meter.reasoning_tokens = counts["reasoning"]
+            meter.cached_tokens = seq.n_cached
             return Finish(reason, Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
                                         cached_tokens=seq.n_cached, reasoning_tokens=counts["reasoning"]))
 
@@ -225,6 +230,9 @@ class EmbeddedEngine:
                         kind = "reasoning" if was_reasoning or pipeline.in_reasoning else "answer"
                         counts[kind] += 1 + counts["undecided"]
                         counts["undecided"] = 0
+                    meter.completion_tokens = sum(counts.values())
+                    meter.reasoning_tokens = counts["reasoning"]
+                    meter.cached_tokens = seq.n_cached
                     reason = None
                     if stops.stopped:
                         reason = "stop"

@@ -1,0 +1,92 @@
+"""Requests and tokens per minute, per key and per workspace, counted in the shared database so
+that every server process on it enforces the same limits.
+
+Fixed one-minute windows: a request counts when admitted; its tokens count when it finishes. A
+request is refused (429 Throttling.RateQuota, Retry-After: seconds to the next window) when its
+scope already had its requests or tokens for this minute.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from ..errors import RateQuota
+from .schema import rate_windows
+
+
+@dataclass
+class Limits:
+    rpm: int = 0  # 0: no limit
+    tpm: int = 0
+
+
+@dataclass
+class LimitsConfig:
+    key: Limits = field(default_factory=Limits)  # every key
+    workspace: Limits = field(default_factory=Limits)  # every workspace
+    workspaces: dict[str, Limits] = field(default_factory=dict)  # per-workspace overrides
+
+    def for_workspace(self, workspace_id: str) -> Limits:
+        return self.workspaces.get(workspace_id, self.workspace)
+
+    @property
+    def any(self) -> bool:
+        return any(l.rpm or l.tpm for l in (self.key, self.workspace, *self.workspaces.values()))
+
+
+class RateLimiter:
+    def __init__(self, engine: Engine, config: LimitsConfig):
+        self.engine = engine
+        self.config = config
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._calls = 0
+
+    def _scopes(self, key_id: str, workspace_id: str) -> list[tuple[str, Limits]]:
+        out = []
+        if self.config.key.rpm or self.config.key.tpm:
+            out.append((f"key:{key_id}", self.config.key))
+        ws = self.config.for_workspace(workspace_id)
+        if ws.rpm or ws.tpm:
+            out.append((f"workspace:{workspace_id}", ws))
+        return out
+
+    def admit(self, key_id: str, workspace_id: str) -> None:
+        scopes = self._scopes(key_id, workspace_id)
+        if not scopes:
+            return
+        now = time.time()
+        window = int(now // 60)
+        retry_after = str(max(1, 60 - int(now % 60)))
+        with self.engine.begin() as conn:
+            for scope, limits in scopes:
+                stmt = self._insert(rate_windows).values(scope=scope, window=window, requests=1, tokens=0)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["scope", "window"], set_={"requests": rate_windows.c.requests + 1}
+                ).returning(rate_windows.c.requests, rate_windows.c.tokens)
+                requests, tokens = conn.execute(stmt).one()
+                kind = scope.split(":", 1)[0]
+                if limits.rpm and requests > limits.rpm:
+                    raise RateQuota(f"Requests rate limit exceeded for this {kind}: {limits.rpm} per minute.",
+                                    headers={"Retry-After": retry_after})
+                if limits.tpm and tokens >= limits.tpm:
+                    raise RateQuota(f"Tokens rate limit exceeded for this {kind}: {limits.tpm} per minute.",
+                                    headers={"Retry-After": retry_after})
+            self._calls += 1
+            if self._calls % 1000 == 0:  # old windows are of no further use
+                conn.execute(delete(rate_windows).where(rate_windows.c.window < window - 60))
+
+    def add_tokens(self, key_id: str, workspace_id: str, tokens: int) -> None:
+        scopes = [s for s, limits in self._scopes(key_id, workspace_id) if limits.tpm]
+        if not scopes or not tokens:
+            return
+        window = int(time.time() // 60)
+        with self.engine.begin() as conn:
+            for scope in scopes:
+                stmt = self._insert(rate_windows).values(scope=scope, window=window, requests=0, tokens=tokens)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["scope", "window"], set_={"tokens": rate_windows.c.tokens + tokens}))
