@@ -1,6 +1,7 @@
 """All benchmarks, one after the other (each starts its own server). `make bench`."""
 
 import admission
+import ledger
 import concurrent_streams
 import prefix_cache
 import single_stream
@@ -10,3 +11,4 @@ if __name__ == "__main__":
     concurrent_streams.main()
     prefix_cache.main()
     admission.main()
+    ledger.main()
