@@ -36,6 +36,7 @@ class DeploymentConfig:
     # long as pure decode steps (prompts are then fed in smaller chunks); lower: smoother streams,
     # slower admission of long prompts.
     max_decode_slowdown: float = 2.5
+    prefill_unpaced_tokens: int = 64  # prompts this short are admitted in one step, unpaced
     max_waiting: int | None = None  # queued requests beyond the running ones; None: 8 x max_sequences
     prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
     prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)

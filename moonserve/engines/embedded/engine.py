@@ -79,7 +79,8 @@ class EmbeddedEngine:
         max_waiting = d.max_waiting if d.max_waiting is not None else d.max_sequences * MAX_WAITING_PER_SLOT
         self.model = model
         self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache,
-                             max_decode_slowdown=max(1.1, d.max_decode_slowdown))
+                             max_decode_slowdown=max(1.1, d.max_decode_slowdown),
+                             unpaced_tokens=max(0, d.prefill_unpaced_tokens))
 
     async def close(self) -> None:
         if self.runner:

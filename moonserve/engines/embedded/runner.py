@@ -37,12 +37,12 @@ _STOP = object()
 
 class Runner:
     def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None,
-                 max_decode_slowdown: float):
+                 max_decode_slowdown: float, unpaced_tokens: int = 64):
         self.model = model
         self.ctx = ctx
         self.cache = cache
         self.pacer = PrefillPacer(max_decode_slowdown, ctx.n_batch)
-        self.scheduler = Scheduler(ctx.n_seq, max_waiting)
+        self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
         # counters, read by /health and /metrics (plain numbers: torn reads are harmless)

@@ -2,9 +2,9 @@
 
 Each step is one llama_decode of at most `budget` tokens: first one token for every sequence that
 is generating (so running streams keep flowing), then prompt chunks of sequences still prefilling.
-While any sequence is generating, prompts advance by at most `interactive_chunk` tokens a step (sized
-by `pacing.PrefillPacer`), so admitting a long prompt slows running streams a little instead of
-stalling them for seconds.
+While any sequence is generating, long prompts advance by at most `interactive_chunk` tokens a step
+(sized by `pacing.PrefillPacer`), so admitting one slows running streams a little instead of
+stalling them for seconds; prompts (or remainders) of at most `unpaced_tokens` go in whole.
 New sequences join between steps as KV slots free up; past `max_waiting` a request is refused.
 """
 
@@ -26,7 +26,8 @@ class Work:
 
 
 class Scheduler:
-    def __init__(self, n_slots: int, max_waiting: int):
+    def __init__(self, n_slots: int, max_waiting: int, unpaced_tokens: int = 64):
+        self.unpaced_tokens = unpaced_tokens
         self.free_slots = list(range(n_slots - 1, -1, -1))
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
@@ -69,14 +70,22 @@ class Scheduler:
             if not seq.prefilling and seq.last_token is not None:
                 work.append(Work(seq, [seq.last_token], seq.position, True))
                 budget -= 1
-        if work:  # streams are generating: keep this step short
-            budget = min(budget, interactive_chunk)
+        generating = bool(work)
+        paced = min(budget, interactive_chunk) if generating else budget
         for seq in self.running:
             if budget == 0:
                 break
             if seq.prefilling:
-                chunk = seq.prompt[seq.n_computed : seq.n_computed + budget]
+                left = len(seq.prompt) - seq.n_computed
+                # A short remainder goes in whole (one brief stall, and it joins the batch at once);
+                # a long prompt is paced while others generate.
+                allowed = budget if left <= self.unpaced_tokens else min(budget, paced)
+                if allowed == 0:
+                    continue
+                chunk = seq.prompt[seq.n_computed : seq.n_computed + allowed]
                 done = seq.n_computed + len(chunk) == len(seq.prompt)
                 work.append(Work(seq, chunk, seq.n_computed, done))
                 budget -= len(chunk)
+                if left > self.unpaced_tokens:
+                    paced -= len(chunk)
         return work
