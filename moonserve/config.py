@@ -79,6 +79,16 @@ class ServerConfig:
 
 
 @dataclass
+class MediaConfig:
+    allow_hosts: list[str] = field(default_factory=list)  # host names fetched even if they resolve privately
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    total_timeout: float = 60.0
+    max_redirects: int = 5
+    max_video_frames: int = 64
+
+
+@dataclass
 class BillingConfig:
     currency: str = "CNY"
     ledger: bool = True  # one usage record per authenticated call (off only to measure its cost)
@@ -94,6 +104,7 @@ class Config:
     billing: BillingConfig = field(default_factory=BillingConfig)
     prices: dict[str, dict] = field(default_factory=dict)  # model id -> {"input": ..., "output": ...}
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -122,7 +133,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     operator = _read_toml(Path(path)) if path else {}
 
     unknown = set(operator) - {"server", "deployments", "models", "database_url", "home", "billing", "prices",
-                               "limits"}
+                               "limits", "media"}
     if unknown:
         raise ConfigError(f"config file: unknown section(s) {sorted(unknown)}")
     if "home" in operator:
@@ -165,7 +176,14 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     )
     return Config(home=home, database_url=database_url, server=server, deployments=deployments, routes=routes,
                   billing=_billing(operator.get("billing", {})), prices=_prices(operator.get("prices", {}), routes),
-                  limits=_limits(operator.get("limits", {})))
+                  limits=_limits(operator.get("limits", {})), media=_media(operator.get("media", {})))
+
+
+def _media(data: dict) -> MediaConfig:
+    known = {f.name for f in fields(MediaConfig)}
+    if set(data) - known:
+        raise ConfigError(f"[media]: unknown setting(s) {sorted(set(data) - known)}")
+    return MediaConfig(**data)
 
 
 def _billing(data: dict) -> BillingConfig:

@@ -14,7 +14,9 @@ from ..config import Config
 from ..engines import create_engine
 from ..service.accounting import Accounting
 from ..service.bootstrap import FirstRun, first_run
+from ..media.fetch import FetchPolicy, Fetcher
 from ..service.chat import ChatService
+from ..service.media import MediaLoader
 from . import errors
 from .metrics import Metrics
 from .routes import router
@@ -48,7 +50,10 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     app.state.config = config
     app.state.store = store
     app.state.engines = engines
-    app.state.service = ChatService(config, store, engines)
+    m = config.media
+    fetcher = Fetcher(FetchPolicy(frozenset(h.lower() for h in m.allow_hosts), m.connect_timeout, m.read_timeout,
+                                  m.total_timeout, m.max_redirects))
+    app.state.service = ChatService(config, store, engines, MediaLoader(fetcher, m.max_video_frames))
     app.state.accounting = Accounting(config, store)
     app.state.metrics = Metrics(engines)
     app.state.started_at = int(time.time())

@@ -28,23 +28,33 @@ def error_response(request: Request, exc: ModelStudioError) -> JSONResponse:
     return JSONResponse(exc.body(rid), status_code=exc.status, headers={**exc.headers, "x-request-id": rid})
 
 
+UNION_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
 def field_path(loc: tuple) -> str:
-    """('messages', 0, 'content') -> 'messages[0].content'; drops pydantic's union-branch tags."""
+    """('messages', 0, 'content') -> 'messages[0].content'; drops pydantic's union-branch names and
+    the discriminator tag that follows an element of a tagged union."""
     out = ""
+    tagged = skip_tag = False
     for part in loc:
         if part == "body":
             continue
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and (part.startswith(("function-", "tagged-")) or "[" in part):
-            continue  # a union branch name, not a field
+            skip_tag, tagged = tagged, False
+        elif isinstance(part, str) and (part.startswith(("function-", "tagged-")) or "[" in part
+                                        or part in UNION_BRANCHES):
+            tagged = "tagged-union" in part  # a union branch name, not a field
+        elif skip_tag:
+            skip_tag = False  # the discriminator's value (e.g. "video_url"), not a field
         else:
             out += ("." if out else "") + str(part)
     return out or "body"
 
 
 def validation_error(exc: ValidationError | RequestValidationError) -> InvalidParameter:
-    first = exc.errors()[0]
+    # For a union, pydantic reports every branch; the deepest error is the one about the user's value.
+    first = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
     path = field_path(tuple(first.get("loc", ())))
     msg = first.get("msg", "invalid value")
     if first.get("type") == "missing":

@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from ..accounts.ledger import parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
-from ..errors import InvalidParameter, ModelStudioError
+from ..errors import InvalidParameter, ModelStudioError, RequestTooLarge
+from ..service.media import MAX_REQUEST_BYTES
 from ..service.accounting import CLIENT_CLOSED, Call
 from ..wire import ChatRequest
 from . import responses
@@ -26,9 +27,12 @@ router = APIRouter()
 PREFIXES = ("/compatible-mode/v1", "/v1")
 
 
-async def read_chat_request(request: Request) -> ChatRequest:
+async def read_chat_request(request: Request) -> tuple[ChatRequest, int]:
+    raw = await request.body()
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise RequestTooLarge("The request may not exceed 100 MB (text plus images and videos)", param="body")
     try:
-        body = json.loads(await request.body())
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidParameter(f"The request body is not valid JSON: {exc}", param="body") from None
     if not isinstance(body, dict):
@@ -40,7 +44,7 @@ async def read_chat_request(request: Request) -> ChatRequest:
         for k, v in extra.items():
             body.setdefault(k, v)
     try:
-        return ChatRequest.model_validate(body)
+        return ChatRequest.model_validate(body), len(raw)
     except ValidationError as exc:
         raise validation_error(exc) from None
 
@@ -58,10 +62,10 @@ async def chat_completions(request: Request, key: ApiKey = Depends(require_key))
     recorder = responses.Recorder(state.accounting, call)
     try:
         await run_in_threadpool(state.accounting.admit, call)
-        req = await read_chat_request(request)
+        req, size = await read_chat_request(request)
         call.model, call.stream = req.model, req.stream
         card = await run_in_threadpool(state.service.authorize_model, key, req.model)
-        run = await state.service.start(key, req, card)
+        run = await state.service.start(key, req, card, size)
     except ModelStudioError as exc:
         state.metrics.requests.labels(call.model if call.model in cards() else "-", str(exc.status)).inc()
         await recorder.finish(exc.status, None, exc.code)

@@ -14,6 +14,7 @@ from typing import AsyncIterator, Protocol, Union
 class Conversation:
     messages: list[dict]  # OpenAI-shaped messages, validated by the service layer
     tools: list[dict] | None = None
+    media: list = field(default_factory=list)  # fetched and decoded images/videos (service.media.MediaItem)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from ..engines.protocol import Conversation, Delta, Engine, EngineOverloaded, Pr
 from ..errors import InvalidParameter, ModelAccessDenied, ModelNotFound, ModelStudioError, ModelUnavailable
 from ..wire import ChatRequest
 from . import rules
+from .media import MediaLoader
 
 log = logging.getLogger("moonserve.service")
 
@@ -35,10 +36,11 @@ class ChatRun:
 
 
 class ChatService:
-    def __init__(self, config: Config, store: Store, engines: dict[str, Engine]):
+    def __init__(self, config: Config, store: Store, engines: dict[str, Engine], media: MediaLoader):
         self.config = config
         self.store = store
         self.engines = engines
+        self.media = media
 
     def engine_for(self, model_id: str) -> Engine:
         return self.engines[self.config.routes[model_id]]
@@ -54,7 +56,7 @@ class ChatService:
             )
         return card
 
-    async def start(self, key: ApiKey, req: ChatRequest, card: ModelCard) -> ChatRun:
+    async def start(self, key: ApiKey, req: ChatRequest, card: ModelCard, request_bytes: int = 0) -> ChatRun:
         decision = rules.decide(req, card)
         engine = self.engine_for(card.id)
         self._check_capabilities(req, engine)
@@ -64,6 +66,8 @@ class ChatService:
             messages=history(req, decision.preserve_thinking),
             tools=req.tools,
         )
+        if getattr(engine, "accepts_media", False):
+            conversation.media = await self.media.load(req, request_bytes)
         decision.options.meter = Usage()
         stream = engine.chat(conversation, decision.options)
         try:

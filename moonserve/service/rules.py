@@ -81,6 +81,7 @@ def decide(req: ChatRequest, card: ModelCard) -> Decision:
     if any(not isinstance(s, str) or not s for s in stop):
         raise InvalidParameter("stop: sequences must be non-empty strings", param="stop")
 
+    check_media_parts(req)
     for i, m in enumerate(req.messages):
         if m.role == "tool" and not m.tool_call_id:
             raise InvalidParameter(f"messages[{i}].tool_call_id is required for a tool message",
@@ -218,3 +219,25 @@ def check_thinking_tool_rules(req: ChatRequest) -> None:
                 f"at index {i}",
                 param=f"messages[{i}].reasoning_content",
             )
+
+
+def check_media_parts(req: ChatRequest) -> None:
+    """Images and videos come by http(s) URL only, in user messages."""
+    for i, m in enumerate(req.messages):
+        if not isinstance(m.content, list):
+            continue
+        for j, part in enumerate(m.content):
+            urls = {"image_url": lambda p: [("image_url.url", p.image_url.url)],
+                    "video_url": lambda p: [("video_url.url", p.video_url.url)],
+                    "video": lambda p: [(f"video[{k}]", u) for k, u in enumerate(p.video)]}.get(part.type)
+            if urls is None:
+                continue
+            if m.role != "user":
+                raise InvalidParameter(f"messages[{i}].content[{j}]: images and videos are accepted in user "
+                                       "messages only", param=f"messages[{i}].content[{j}]")
+            for name, url in urls(part):
+                where = f"messages[{i}].content[{j}].{name}"
+                if not url.lower().startswith(("http://", "https://")):
+                    raise InvalidParameter(
+                        f"{where}: only http(s) URLs are accepted; base64 data URLs are not supported",
+                        param=where)

@@ -1,0 +1,1 @@
+"""Images and videos by URL: fetched safely, judged by content, decoded with caps."""
