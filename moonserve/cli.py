@@ -206,6 +206,8 @@ def _fetch_weights(cfg: Config) -> None:
         if d.engine == "embedded":
             try:
                 resolve_weights(d.model, cfg.models_dir)
+                if d.mmproj:
+                    resolve_weights(d.mmproj, cfg.models_dir)
             except WeightsNotFound as exc:
                 err.print(f"[red]deployment {name}:[/red] {escape(str(exc))}")
                 raise typer.Exit(2)

@@ -42,6 +42,7 @@ class DeploymentConfig:
     prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)
     threads: int = 0  # 0: all cores
     chat_template: str | None = None  # a Jinja file to use instead of the GGUF's own template
+    mmproj: str | None = None  # vision projector GGUF (like `model`: path, package: or hf://); enables media
     # How the model thinks and calls tools (see README, "Deployments: thinking and tools"):
     thinking_variable: str = "enable_thinking"  # template variable that switches thinking ("thinking" for Kimi K2.5+)
     reasoning_parser: str = "none"  # "think": the model writes <think>…</think>; "none": it never reasons

@@ -7,6 +7,7 @@ thread, and turns the tokens it sends back into deltas (UTF-8 assembly, stop seq
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,7 +18,7 @@ from ...chat.template import ChatTemplate
 from ...chat.text_stream import StopMatcher, Utf8Stream
 from ...config import DeploymentConfig
 from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong, TextDelta, Usage
-from .llama import Context, LlamaError, Model, Sampler
+from .llama import Context, LlamaError, Model, Sampler, Vision
 from .prefix_cache import PrefixCache
 from .runner import Runner
 from .sequence import Done, Failed, Sequence, Token
@@ -52,6 +53,7 @@ class EmbeddedEngine:
         self.model: Model | None = None
         self.runner: Runner | None = None
         self.template: ChatTemplate | None = None
+        self.vision: Vision | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
@@ -73,12 +75,16 @@ class EmbeddedEngine:
         )
         ctx = Context(model, n_ctx_seq=d.context_length, n_seq=d.max_sequences, n_batch=d.batch_tokens,
                       threads=d.threads)
+        if d.mmproj:
+            mmproj = resolve_weights(d.mmproj, self.models_dir)
+            log.info("deployment %s: loading vision projector %s", d.name, mmproj)
+            self.vision = Vision(str(mmproj), model, d.threads)
         cache = None
         if d.prefix_cache_mb > 0:
             cache = PrefixCache(d.prefix_cache_mb * 1024 * 1024, max(1, d.prefix_cache_min_tokens))
         max_waiting = d.max_waiting if d.max_waiting is not None else d.max_sequences * MAX_WAITING_PER_SLOT
         self.model = model
-        self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache,
+        self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache, vision=self.vision,
                              max_decode_slowdown=max(1.1, d.max_decode_slowdown),
                              unpaced_tokens=max(0, d.prefill_unpaced_tokens))
 
@@ -86,6 +92,8 @@ class EmbeddedEngine:
         if self.runner:
             await asyncio.to_thread(self.runner.stop)
             self.runner.ctx.close()
+        if self.vision:
+            self.vision.close()
         if self.model:
             self.model.close()
 
@@ -93,6 +101,10 @@ class EmbeddedEngine:
         return self.runner.stats() if self.runner else {"loading": True}
 
     # -- prompt ---------------------------------------------------------------------------------
+
+    @property
+    def accepts_media(self) -> bool:
+        return self.vision is not None
 
     @property
     def supports_tools(self) -> bool:
@@ -109,10 +121,11 @@ class EmbeddedEngine:
         template_knows_reasoning = "reasoning_content" in self.template.source
         messages = conversation.messages
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        media = {(item.message, item.part): item for item in conversation.media}
         rendered = []
         for i, m in enumerate(messages):
             m = dict(m)
-            m["content"] = text_of(m.get("content"))
+            m["content"] = self._content_text(i, m.get("content"), media)
             reasoning = m.pop("reasoning_content", None)
             if reasoning:
                 if template_knows_reasoning and i > last_user:
@@ -125,6 +138,19 @@ class EmbeddedEngine:
             variables[self.deployment.thinking_variable] = options.thinking
         tools = conversation.tools if options.tool_choice != "none" else None
         return self.template.render(rendered, tools=tools, **variables)
+
+    @staticmethod
+    def _content_text(i: int, content, media: dict) -> str:
+        """Text parts as they are; each image, and each frame of a video, as a media marker."""
+        if not isinstance(content, list):
+            return text_of(content)
+        out = []
+        for j, part in enumerate(content):
+            if part.get("type") == "text":
+                out.append(part.get("text", ""))
+            elif (i, j) in media:
+                out.append(Vision.MARKER * len(media[(i, j)].frames))
+        return "".join(out)
 
     def tokenize_prompt(self, text: str) -> list[int]:
         model = self.model
@@ -158,13 +184,48 @@ class EmbeddedEngine:
 
     # -- generation -----------------------------------------------------------------------------
 
+    def tokenize_with_media(self, text: str, conversation: Conversation):
+        """The prompt with each image's tokens as placeholder ids derived from the image's content
+        (so the prefix cache reuses the same image and never a different one), the mtmd chunks by
+        position, a release function, and (image tokens, video tokens)."""
+        images, kinds = [], []
+        for item in conversation.media:
+            for frame in item.frames:
+                rgb = frame.tobytes()
+                digest = hashlib.sha256(rgb + f"{frame.width}x{frame.height}".encode()).hexdigest()
+                images.append((rgb, frame.width, frame.height, digest))
+                kinds.append(item.kind)
+        add_bos = self.model.add_bos and not text.startswith(self.template.bos_token or "\0")
+        chunks, parts = self.vision.tokenize(text, images, add_special=add_bos)
+        prompt: list[int] = []
+        positions: dict[int, object] = {}
+        counts = {"image": 0, "video": 0}
+        k = 0
+        for kind, payload in parts:
+            if kind == "text":
+                prompt.extend(payload)
+                continue
+            chunk, n, digest = payload
+            positions[len(prompt)] = chunk
+            base = int(digest[:15], 16)
+            prompt.extend(-(1 + (base + i) % (1 << 30)) for i in range(n))
+            counts[kinds[k]] += n
+            k += 1
+        return prompt, positions, lambda: self.vision.free_chunks(chunks), counts
+
     async def chat(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
         text = self.render(conversation, options)
         first_tool_index = sum(len(m.get("tool_calls") or ()) for m in conversation.messages)
         forced = self.forced_call_prefix(options, first_tool_index)
-        prompt = self.tokenize_prompt(text + forced)
+        images, release, media_tokens = {}, None, {"image": 0, "video": 0}
+        if conversation.media:
+            prompt, images, release, media_tokens = self.tokenize_with_media(text + forced, conversation)
+        else:
+            prompt = self.tokenize_prompt(text + forced)
         limit = self.runner.ctx.n_ctx_seq
         if len(prompt) >= limit:
+            if release:
+                release()
             raise PromptTooLong(len(prompt), limit - 1)
 
         reasoning = self.thinks and options.thinking and not forced
@@ -193,7 +254,7 @@ class EmbeddedEngine:
         except LlamaError as exc:
             raise GrammarError(str(exc)) from None
         first = Sampler(**sampling) if constrained is None or reasoning else constrained
-        seq = Sequence(prompt=prompt, max_new_tokens=max_new, sampler=first,
+        seq = Sequence(prompt=prompt, max_new_tokens=max_new, sampler=first, images=images, release=release,
                        emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
         if constrained is not None and reasoning:
             seq.later_sampler, seq.switch_after = constrained, b"</think>"
@@ -201,6 +262,7 @@ class EmbeddedEngine:
 
         meter = options.meter if options.meter is not None else Usage()
         meter.prompt_tokens = len(prompt)
+        meter.image_tokens, meter.video_tokens = media_tokens["image"], media_tokens["video"]
         utf8 = Utf8Stream()
         stops = StopMatcher(options.stop)
         piece = self.model.piece
@@ -214,7 +276,8 @@ class EmbeddedEngine:
             meter.reasoning_tokens = counts["reasoning"]
             meter.cached_tokens = seq.n_cached
             return Finish(reason, Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
-                                        cached_tokens=seq.n_cached, reasoning_tokens=counts["reasoning"]))
+                                        cached_tokens=seq.n_cached, reasoning_tokens=counts["reasoning"],
+                                        image_tokens=media_tokens["image"], video_tokens=media_tokens["video"]))
 
         try:
             for d in pipeline.feed(forced):

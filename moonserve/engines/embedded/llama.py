@@ -233,3 +233,81 @@ class Sampler:
         if self.ptr:
             C.llama_sampler_free(self.ptr)
             self.ptr = None
+
+
+class Vision:
+    """llama.cpp's mtmd: a vision projector (mmproj GGUF) for a loaded text model. Turns a prompt
+    with media markers and images into chunks: text tokens, and image chunks that mtmd encodes
+    and decodes into a sequence."""
+
+    MARKER = "<__media__>"
+
+    def __init__(self, mmproj: str, model: Model, threads: int = 0):
+        import llama_cpp.mtmd_cpp as M
+
+        self.M = M
+        M.mtmd_helper_log_set(_log_callback, ctypes.c_void_p(0))
+        params = M.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.n_threads = threads or os.cpu_count() or 1
+        self._marker = self.MARKER.encode()  # kept alive: llama.cpp holds the pointer
+        params.media_marker = self._marker
+        params.flash_attn_type = 0  # as for the text model: results independent of batching
+        self.ptr = M.mtmd_init_from_file(mmproj.encode(), model.ptr, params)
+        if not self.ptr or not M.mtmd_support_vision(self.ptr):
+            raise LlamaError(f"llama.cpp could not load the vision projector {mmproj}")
+
+    def close(self) -> None:
+        if self.ptr:
+            self.M.mtmd_free(self.ptr)
+            self.ptr = None
+
+    def tokenize(self, text: str, images: list[tuple[bytes, int, int, str]], add_special: bool):
+        """`images`: (RGB bytes, width, height, content id) in marker order. Returns the chunks
+        handle (free it with `free_chunks`) and [(kind, payload)]: ("text", [token ids]) or
+        ("image", (chunk pointer, n_tokens, content id))."""
+        M = self.M
+        bitmaps = []
+        for rgb, nx, ny, cid in images:
+            bm = M.mtmd_bitmap_init(nx, ny, (ctypes.c_ubyte * len(rgb)).from_buffer_copy(rgb))
+            M.mtmd_bitmap_set_id(bm, cid.encode())
+            bitmaps.append(bm)
+        chunks = M.mtmd_input_chunks_init()
+        data = text.encode("utf-8")
+        inp = M.mtmd_input_text()
+        inp.text, inp.text_len, inp.add_special, inp.parse_special = data, len(data), add_special, True
+        arr = (M.mtmd_bitmap_p_ctypes * max(1, len(bitmaps)))(*bitmaps)
+        try:
+            rc = M.mtmd_tokenize(self.ptr, chunks, ctypes.byref(inp), arr, len(bitmaps))
+        finally:
+            for bm in bitmaps:
+                M.mtmd_bitmap_free(bm)
+        if rc != 0:
+            M.mtmd_input_chunks_free(chunks)
+            raise LlamaError(f"mtmd could not tokenize the prompt (code {rc})")
+        parts = []
+        image_index = 0
+        for i in range(M.mtmd_input_chunks_size(chunks)):
+            ch = M.mtmd_input_chunks_get(chunks, i)
+            n = ctypes.c_size_t(0)
+            if M.mtmd_input_chunk_get_type(ch) == 0:  # MTMD_INPUT_CHUNK_TYPE_TEXT
+                toks = M.mtmd_input_chunk_get_tokens_text(ch, ctypes.byref(n))
+                parts.append(("text", [toks[k] for k in range(n.value)]))
+            else:
+                parts.append(("image", (ch, M.mtmd_input_chunk_get_n_tokens(ch), images[image_index][3])))
+                image_index += 1
+        return chunks, parts
+
+    def free_chunks(self, chunks) -> None:
+        self.M.mtmd_input_chunks_free(chunks)
+
+    def decode_image(self, ctx: Context, chunk, n_past: int, seq: int) -> int:
+        """Encode an image chunk and decode its embeddings into `seq` from position n_past; returns
+        the next position."""
+        new_n_past = C.llama_pos(0)
+        rc = self.M.mtmd_helper_eval_chunk_single(self.ptr, ctx.ptr, chunk, n_past, seq, ctx.n_batch, False,
+                                                  ctypes.byref(new_n_past))
+        if rc != 0:
+            raise LlamaError(f"mtmd could not decode an image (code {rc})")
+        return new_n_past.value

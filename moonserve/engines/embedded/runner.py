@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .llama import Context, Model
+from .llama import Context, Model, Vision
 from .pacing import PrefillPacer
 from .prefix_cache import Entry, PrefixCache
 from .scheduler import Scheduler
@@ -37,8 +37,9 @@ _STOP = object()
 
 class Runner:
     def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None,
-                 max_decode_slowdown: float, unpaced_tokens: int = 64):
+                 max_decode_slowdown: float, unpaced_tokens: int = 64, vision: Vision | None = None):
         self.model = model
+        self.vision = vision
         self.ctx = ctx
         self.cache = cache
         self.pacer = PrefillPacer(max_decode_slowdown, ctx.n_batch)
@@ -123,6 +124,7 @@ class Runner:
                 self.scheduler.add(msg)
             except Exception as exc:
                 msg.finished = True
+                msg.close_samplers()
                 msg.emit(Failed(exc))
         elif isinstance(msg, _Cancel):
             if not msg.seq.finished:
@@ -131,6 +133,8 @@ class Runner:
     def _step(self) -> None:
         for seq in self.scheduler.admit():
             self._restore_prefix(seq)
+        if self.vision is not None:
+            self._decode_images()
         work = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
         if not work:
             return
@@ -184,6 +188,15 @@ class Runner:
             self.tokens_per_second = (self.tokens_generated - n0) / (now - t0)
             self._rate_mark = (now, self.tokens_generated)
 
+    def _decode_images(self) -> None:
+        """Sequences whose prefill has reached an image: mtmd encodes it and decodes its
+        embeddings into the sequence (a decode of its own, between batch steps)."""
+        for seq in self.scheduler.running:
+            while seq.prefilling and seq.n_computed in seq.images:
+                start = seq.n_computed
+                seq.n_computed = self.vision.decode_image(self.ctx, seq.images[start], start, seq.slot)
+                self.prompt_tokens_computed += seq.n_computed - start
+
     def _maybe_switch_sampler(self, seq: Sequence, token: int) -> None:
         seq.recent = (seq.recent + self.model.piece(token))[-64:]
         if seq.switch_after in seq.recent:
@@ -199,6 +212,10 @@ class Runner:
         if found is None:
             return
         entry, reuse = found
+        while reuse > 0 and seq.prompt[reuse] < 0 and reuse not in seq.images:
+            reuse -= 1  # never stop inside an image: back off to where it starts
+        if reuse < self.cache.min_tokens:
+            return
         if not self.ctx.restore_state(entry.state, entry.nbytes, seq.slot):
             self.ctx.forget(seq.slot)
             log.warning("prefix cache: llama.cpp refused a saved state; computing the prompt instead")

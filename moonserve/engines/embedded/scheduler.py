@@ -83,6 +83,10 @@ class Scheduler:
                 if allowed == 0:
                     continue
                 chunk = seq.prompt[seq.n_computed : seq.n_computed + allowed]
+                if seq.images:  # text only: an image's placeholders are decoded by the runner via mtmd
+                    chunk = chunk[: next((k for k, t in enumerate(chunk) if t < 0), len(chunk))]
+                    if not chunk:
+                        continue
                 done = seq.n_computed + len(chunk) == len(seq.prompt)
                 work.append(Work(seq, chunk, seq.n_computed, done))
                 budget -= len(chunk)

@@ -1,0 +1,109 @@
+"""Images and videos into the model through llama.cpp's mtmd, with the tiny projector of
+`moonserve/testing_vision.py` beside SmolLM2 (no vision model can be downloaded here: the projector
+is random, so answers mean nothing, but every step is the real one: fetch, decode, encode with the
+vision tower, decode the embeddings into the sequence at the template's position, count, cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from media_server import start_media_server
+from moonserve.testing import smollm2_path, start_server
+from moonserve.testing_vision import TOKENS_PER_IMAGE, write_tiny_mmproj
+
+HERE = Path(__file__).parent
+MODEL = "kimi/kimi-k2.6"
+
+
+@pytest.fixture(scope="module")
+def media():
+    url, server = start_media_server()
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def vision(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vision")
+    mmproj = write_tiny_mmproj(d / "tiny-mmproj.gguf")
+    config = (
+        '[media]\nallow_hosts = ["127.0.0.1"]\n'
+        f'[deployments.vision]\nmodel = "{smollm2_path()}"\nmmproj = "{mmproj}"\n'
+        'context_length = 2048\nmax_sequences = 4\nprefix_cache_min_tokens = 16\n'
+        f'[models."{MODEL}"]\ndeployment = "vision"\n'
+    )
+    s = start_server(d / "home", config=config)
+    yield s
+    s.stop()
+
+
+def ask(server, content, **extra):
+    r = httpx.post(f"{server.base_url}/chat/completions", headers={"Authorization": f"Bearer {server.key}"},
+                   json={"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 12,
+                         "seed": 3, **extra}, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return body["choices"][0]["message"]["content"], body["usage"]
+
+
+def image(media, path):
+    return {"type": "image_url", "image_url": {"url": f"{media}{path}"}}
+
+
+@pytest.mark.parametrize("script", ["image_example.py", "video_example.py"])
+def test_the_guides_image_and_video_examples(vision, media, script):
+    env = {**os.environ, "DASHSCOPE_API_KEY": vision.key, "MOONSERVE_BASE_URL": vision.base_url,
+           "MEDIA_BASE": media}
+    r = subprocess.run([sys.executable, str(HERE / "guide" / script)], env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    usage = json.loads(r.stdout.split("USAGE", 1)[1])
+    details = usage["prompt_tokens_details"]
+    if script == "image_example.py":
+        assert details["image_tokens"] == TOKENS_PER_IMAGE and details["video_tokens"] == 0
+    else:  # a 4 s clip at the default 2 fps: 8 frames
+        assert details["video_tokens"] == 8 * TOKENS_PER_IMAGE and details["image_tokens"] == 0
+    assert details["text_tokens"] == usage["prompt_tokens"] - details["image_tokens"] - details["video_tokens"]
+
+
+@pytest.mark.parametrize("fps, frames", [(0.5, 2), (1, 4), (2, 8)])
+def test_video_tokens_follow_fps(vision, media, fps, frames):
+    _, usage = ask(vision, [{"type": "video_url", "video_url": {"url": f"{media}/clip.webm"}, "fps": fps},
+                            {"type": "text", "text": "What happens?"}])
+    assert usage["prompt_tokens_details"]["video_tokens"] == frames * TOKENS_PER_IMAGE
+
+
+def test_several_images_and_frames_lists(vision, media):
+    _, usage = ask(vision, [{"type": "text", "text": "Compare"}, image(media, "/img.png"), image(media, "/img.gif"),
+                            {"type": "video", "video": [f"{media}/img.jpg", f"{media}/img.webp"]}])
+    d = usage["prompt_tokens_details"]
+    assert d["image_tokens"] == 2 * TOKENS_PER_IMAGE and d["video_tokens"] == 2 * TOKENS_PER_IMAGE
+
+
+def test_the_same_image_is_a_cache_hit_and_a_different_one_never(vision, media):
+    text = {"type": "text", "text": "Describe the picture in detail, please."}
+    first, u1 = ask(vision, [text, image(media, "/tiger.png")])
+    again, u2 = ask(vision, [text, image(media, "/tiger.png")])
+    assert u2["prompt_tokens_details"]["cached_tokens"] == u2["prompt_tokens"] - 1  # all but the last token
+    assert again == first  # the restored image KV gives the same answer as computing it
+    _, u3 = ask(vision, [text, image(media, "/dog_and_girl.jpeg")])
+    # only the text before the image is reused: the different image and what follows are computed
+    assert u3["prompt_tokens_details"]["cached_tokens"] <= u2["prompt_tokens"] - 1 - TOKENS_PER_IMAGE - 1
+
+
+def test_media_errors_through_http(vision, media):
+    r = httpx.post(f"{vision.base_url}/chat/completions", headers={"Authorization": f"Bearer {vision.key}"},
+                   json={"model": MODEL, "messages": [{"role": "user", "content": [image(media, "/notes.png")]}]})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "BadRequest.UnsupportedFileFormat"
+    r = httpx.post(f"{vision.base_url}/chat/completions", headers={"Authorization": f"Bearer {vision.key}"},
+                   json={"model": MODEL, "messages": [{"role": "user", "content": [
+                       {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data"}}]}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "BadRequest.InputDownloadFailed"
+    assert r.json()["error"]["param"] == "messages[0].content[0].image_url.url"
