@@ -68,6 +68,8 @@ FILES = {
     "/clip.mpg": video_bytes("mpeg", "mpeg1video", rate=25),
     "/clip.flv": video_bytes("flv", "flv"),
     "/clip.wmv": video_bytes("asf", "wmv2"),
+    "/clip.mov": video_bytes("mov", "mpeg4"),
+    "/clip.3gp": video_bytes("3gp", "mpeg4"),
     "/with-audio.mp4": video_bytes("mp4", "mpeg4", audio=True),
     "/bomb.png": (lambda b: (Image.new("1", (10000, 5000)).save(b, "PNG"), b.getvalue())[1])(io.BytesIO()),
     "/big.png": image_bytes("PNG") + b"\0" * (3 * 1024 * 1024),

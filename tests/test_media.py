@@ -116,6 +116,7 @@ def test_timeouts(media_server):
     ("/img.gif", ("image", "gif")), ("/looks-like.png", ("image", "jpeg")), ("/notes.png", None),
     ("/clip.mp4", ("video", "mp4")), ("/clip.webm", ("video", "webm")), ("/clip.avi", ("video", "avi")),
     ("/clip.mpg", ("video", "mpeg")), ("/clip.flv", ("video", "flv")), ("/clip.wmv", ("video", "wmv")),
+    ("/clip.mov", ("video", "mov")), ("/clip.3gp", ("video", "3gpp")),
 ])
 def test_format_is_judged_by_content(path, expected):
     assert sniff(FILES[path][:512]) == expected
@@ -151,7 +152,8 @@ def test_frame_cap_spreads_samples_over_the_whole_video():
     assert shades == sorted(shades) and shades[-1] - shades[0] > 100  # from the start to near the end
 
 
-@pytest.mark.parametrize("path", ["/clip.webm", "/clip.avi", "/clip.mpg", "/clip.flv", "/clip.wmv", "/with-audio.mp4"])
+@pytest.mark.parametrize("path", ["/clip.webm", "/clip.avi", "/clip.mpg", "/clip.flv", "/clip.wmv", "/clip.mov",
+                                  "/clip.3gp", "/with-audio.mp4"])
 def test_every_listed_video_format_decodes(path):
     assert 6 <= len(sample_frames(FILES[path], 2)) <= 9  # ~4 s at 2 fps; audio is ignored
 

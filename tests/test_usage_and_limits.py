@@ -44,19 +44,19 @@ def billed(tmp_path_factory):
     s.stop()
 
 
-def test_200_concurrent_calls_leave_200_records_that_add_up(billed):
-    before = len(records(billed))
+def concurrent_calls_add_up(server, n=200):
+    before = len(records(server))
 
     def one(i):
-        r = call(billed, {"model": MODEL, "messages": [{"role": "user", "content": f"Say a word about {i}."}],
+        r = call(server, {"model": MODEL, "messages": [{"role": "user", "content": f"Say a word about {i}."}],
                           "max_tokens": 3, "seed": i})
         assert r.status_code == 200, r.text
         return r.json()
 
     with cf.ThreadPoolExecutor(32) as ex:
-        replies = list(ex.map(one, range(200)))
-    rows = {r["request_id"]: r for r in records(billed)[before:]}
-    assert len(rows) == 200
+        replies = list(ex.map(one, range(n)))
+    rows = {r["request_id"]: r for r in records(server)[before:]}
+    assert len(rows) == n
     for reply in replies:
         row = rows[reply["id"].removeprefix("chatcmpl-")]
         u = reply["usage"]
@@ -66,6 +66,22 @@ def test_200_concurrent_calls_leave_200_records_that_add_up(billed):
     assert sum(r["prompt_tokens"] for r in rows.values()) == sum(x["usage"]["prompt_tokens"] for x in replies)
     assert sum(r["completion_tokens"] for r in rows.values()) == \
         sum(x["usage"]["completion_tokens"] for x in replies)
+
+
+def test_200_concurrent_calls_leave_200_records_that_add_up(billed):
+    concurrent_calls_add_up(billed)
+
+
+def test_200_concurrent_calls_on_postgresql(tmp_path, pg_cluster):
+    from test_store import _reset_postgres
+
+    _reset_postgres(pg_cluster.url)
+    s = start_server(tmp_path, extra_env={"MOONSERVE_DATABASE_URL": pg_cluster.url},
+                     config="[deployments.smollm2]\nmax_sequences = 8\n")
+    try:
+        concurrent_calls_add_up(s)
+    finally:
+        s.stop()
 
 
 def test_cost_uses_operator_prices_and_the_cached_ratio(billed):
@@ -146,8 +162,16 @@ def test_usage_reports_are_per_workspace(billed):
     assert cli["data"][0]["group"] == MODEL and cli["data"][0]["currency"] == "USD"
 
 
-def test_kill_9_during_load_loses_no_finished_reply_and_duplicates_none(tmp_path):
-    s = start_server(tmp_path)
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_kill_9_during_load_loses_no_finished_reply_and_duplicates_none(tmp_path, database, request):
+    env = {}
+    if database == "postgresql":
+        from test_store import _reset_postgres
+
+        cluster = request.getfixturevalue("pg_cluster")
+        _reset_postgres(cluster.url)
+        env = {"MOONSERVE_DATABASE_URL": cluster.url}
+    s = start_server(tmp_path, extra_env=env)
     done: list[str] = []
     failed = 0
 

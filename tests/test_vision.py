@@ -71,16 +71,19 @@ def image(media, path):
     return {"type": "image_url", "image_url": {"url": f"{media}{path}"}}
 
 
-@pytest.mark.parametrize("script", ["image_example.py", "video_example.py"])
+@pytest.mark.parametrize("script", ["image_example.py", "video_example.py", "image_example.mjs"])
 def test_the_guides_image_and_video_examples(vision, media, script):
     env = {**os.environ, "DASHSCOPE_API_KEY": vision.key, "MOONSERVE_BASE_URL": vision.base_url,
            "MEDIA_BASE": media}
-    r = subprocess.run([sys.executable, str(HERE / "guide" / script)], env=env, capture_output=True, text=True,
-                       timeout=180)
+    if script.endswith(".mjs"):  # the Node SDK example
+        cmd, cwd = ["node", str(HERE / "node" / script)], HERE / "node"
+    else:
+        cmd, cwd = [sys.executable, str(HERE / "guide" / script)], None
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=cwd)
     assert r.returncode == 0, r.stderr
     usage = json.loads(r.stdout.split("USAGE", 1)[1])
     details = usage["prompt_tokens_details"]
-    if script == "image_example.py":
+    if script.startswith("image_example"):
         check(details["image_tokens"], 1)
         assert details["video_tokens"] == 0
     else:  # a 4 s clip at the default 2 fps: 8 frames
