@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from decimal import Decimal

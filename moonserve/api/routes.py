@@ -70,6 +70,10 @@ async def chat_completions(request: Request, key: ApiKey = Depends(require_key))
         state.metrics.requests.labels(call.model if call.model in cards() else "-", str(exc.status)).inc()
         await recorder.finish(exc.status, None, exc.code)
         raise
+    except Exception:  # a fault of ours (the engine's, say): still one record, then a plain 500
+        state.metrics.requests.labels(call.model if call.model in cards() else "-", "500").inc()
+        await recorder.finish(500, None, "InternalError")
+        raise
     state.metrics.ttft.labels(req.model).observe(time.perf_counter() - started)
     state.metrics.requests.labels(req.model, "200").inc()
     headers = {"x-request-id": rid}

@@ -60,6 +60,3 @@ def to_nanos(amount: Decimal) -> int:
     """Money as an integer count of billionths of the currency unit: exact on every database."""
     return int((amount / NANO).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
-
-def from_nanos(nanos) -> Decimal:
-    return Decimal(int(nanos or 0)) * NANO

@@ -1,7 +1,8 @@
 """The embedded engine: llama.cpp in this process.
 
-Async side of the engine: renders the chat template, tokenizes, hands a `Sequence` to the `Runner`
-thread, and turns the tokens it sends back into deltas (UTF-8 assembly, stop sequences, usage).
+Async side of the engine: renders the chat template, tokenizes (through mtmd when images come
+along), hands a `Sequence` to the `Runner` thread, and turns the tokens it sends back into deltas:
+UTF-8 assembly, stop sequences, the reasoning and tool-call parsers, length bounds and usage.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import logging
 from pathlib import Path
 from typing import AsyncIterator
 
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # llama.cpp's own JSON-schema converter
+
 from ...chat.output import OutputPipeline
 from ...chat.template import ChatTemplate
 from ...chat.text_stream import StopMatcher, Utf8Stream
 from ...config import DeploymentConfig
-from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong, TextDelta, Usage
+from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong, Usage
 from .llama import Context, LlamaError, Model, Sampler, Vision
 from .prefix_cache import PrefixCache
 from .runner import Runner
 from .sequence import Done, Failed, Sequence, Token
 from .weights import resolve_weights
-
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # noqa: E402  (llama.cpp's own converter)
 
 log = logging.getLogger("moonserve.engine")
 

@@ -93,7 +93,3 @@ class PrefixCache:
     def _drop(self, key: int) -> None:
         entry = self._entries.pop(key)
         self.nbytes -= entry.nbytes
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.nbytes = 0
