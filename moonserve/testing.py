@@ -101,3 +101,11 @@ def start_server(home: Path, *, config: str | None = None, extra_env: dict | Non
     m = re.search(r"MOONSERVE_API_KEY=(\S+)", server.output())
     server.key = m.group(1) if m else None
     return server
+
+
+def early_in_a_minute(margin: float = 20.0) -> None:
+    """Rate limits count in fixed one-minute windows: a test that must stay inside one window starts
+    only when at least `margin` seconds of the current minute are left."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.2)

@@ -12,6 +12,7 @@ from moonserve.accounts.ledger import Ledger, parse_since
 from moonserve.accounts.limits import Limits, LimitsConfig, RateLimiter
 from moonserve.accounts.store import Store
 from moonserve.errors import RateQuota
+from moonserve.testing import early_in_a_minute
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -93,6 +94,7 @@ def test_ledger_reports_by_model_key_and_day(store):
 
 def test_rate_limits_per_key_and_workspace(store):
     limiter = RateLimiter(store.engine, LimitsConfig(key=Limits(rpm=3), workspace=Limits(tpm=100)))
+    early_in_a_minute(5)
     for _ in range(3):
         limiter.admit("k1", "w")
     with pytest.raises(RateQuota) as exc:
@@ -109,6 +111,7 @@ def test_rate_windows_are_shared_by_separate_engines(store):
     other = Store(store.url)
     config = LimitsConfig(key=Limits(rpm=4))
     a, b = RateLimiter(store.engine, config), RateLimiter(other.engine, config)
+    early_in_a_minute(5)
     for limiter in (a, b, a, b):
         limiter.admit("shared", "w")
     with pytest.raises(RateQuota):

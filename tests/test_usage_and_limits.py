@@ -15,7 +15,7 @@ import pytest
 from conftest import wait_idle
 from moonserve.accounts.ledger import Ledger
 from moonserve.accounts.store import Store
-from moonserve.testing import start_server
+from moonserve.testing import early_in_a_minute, start_server
 
 MODEL = "kimi/kimi-k2.6"
 LONG = "You are a careful assistant. " + " ".join(f"Rule {i}: be precise about topic {i}." for i in range(60))
@@ -212,6 +212,7 @@ def test_limits_hold_across_two_processes_on_postgresql(tmp_path, pg_cluster):
     try:
         assert a.key and b.key is None, "the second process found the first one's workspace in PostgreSQL"
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        early_in_a_minute()
         codes = [call(server, body, key=a.key).status_code for server in (a, b, a, b)]
         assert codes == [200] * 4
         refused = call(b, body, key=a.key)
@@ -235,6 +236,7 @@ def test_tokens_per_minute_per_workspace(tmp_path):
     try:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 40,
                 "seed": 1}
+        early_in_a_minute()
         assert call(s, body).status_code == 200  # ~70 tokens: the workspace's minute is spent
         r = call(s, body)
         assert r.status_code == 429 and "Tokens" in r.json()["error"]["message"]
