@@ -17,7 +17,7 @@ from typing import AsyncIterator
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # llama.cpp's own JSON-schema converter
 
 from ...chat.output import OutputPipeline
-from ...chat.template import ChatTemplate
+from ...chat.template import ChatTemplate, TemplateRenderError
 from ...chat.text_stream import StopMatcher, Utf8Stream
 from ...config import DeploymentConfig
 from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong, Usage
@@ -221,6 +221,9 @@ class EmbeddedEngine:
         images, release, media_tokens = {}, None, {"image": 0, "video": 0}
         if conversation.media:
             prompt, images, release, media_tokens = self.tokenize_with_media(text + forced, conversation)
+            if prompt[-1] < 0:  # nothing after the image would carry the logits to sample from
+                release()
+                raise TemplateRenderError("the chat template ends the prompt with an image")
         else:
             prompt = self.tokenize_prompt(text + forced)
         limit = self.runner.ctx.n_ctx_seq

@@ -49,7 +49,6 @@ class Runner:
         # counters, read by /health and /metrics (plain numbers: torn reads are harmless)
         self.tokens_generated = 0
         self.prompt_tokens_computed = 0
-        self.steps = 0
         self.tokens_per_second = 0.0  # generation rate, smoothed over about a second
         self._rate_mark = (time.monotonic(), 0)
 
@@ -154,7 +153,6 @@ class Runner:
         t0 = time.perf_counter()
         ctx.decode()
         self.pacer.observe(time.perf_counter() - t0, ctx.batch_size - n_prefill, n_prefill)
-        self.steps += 1
 
         for w in work:
             seq = w.seq
