@@ -336,8 +336,14 @@ def test_json_object_and_json_schema_are_enforced_on_a_real_model(server):
     jsonschema.validate(json.loads(r.choices[0].message.content), schema)
 
 
-def test_invalid_response_format_schema_is_a_400(server):
+@pytest.mark.parametrize("schema", [
+    {"type": 12},  # not a JSON schema
+    {"$ref": "https://example.invalid/schema.json"},  # valid, but never fetched by the server
+    {"type": "string", "pattern": "(?<=a)b"},  # valid, but no grammar can enforce it
+])
+def test_invalid_or_unenforceable_response_format_schema_is_a_400(server, schema):
     r = httpx.post(f"{server.base_url}/chat/completions", headers={"Authorization": f"Bearer {server.key}"},
                    json={"model": "kimi/kimi-k2.6", "messages": user("x"),
-                         "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 12}}}})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "response_format.json_schema.schema"
+                         "response_format": {"type": "json_schema", "json_schema": {"schema": schema}}})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "response_format.json_schema.schema"

@@ -104,3 +104,8 @@ class PromptTooLong(Exception):
 
 class EngineOverloaded(Exception):
     """The engine's queue is full: the request was not admitted."""
+
+
+class UnsupportedResponseFormat(Exception):
+    """The engine cannot enforce this response_format (e.g. a schema its grammar converter cannot
+    take, such as a remote $ref): the client's to change, a 400."""

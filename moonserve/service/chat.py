@@ -15,7 +15,8 @@ from ..accounts.store import ApiKey, Store
 from ..catalog import ModelCard, card as find_card
 from ..chat.template import TemplateRenderError
 from ..config import Config
-from ..engines.protocol import Conversation, Delta, Engine, EngineOverloaded, PromptTooLong, Usage
+from ..engines.protocol import (Conversation, Delta, Engine, EngineOverloaded, PromptTooLong,
+                                UnsupportedResponseFormat, Usage)
 from ..errors import InvalidParameter, ModelAccessDenied, ModelNotFound, ModelStudioError, ModelUnavailable
 from ..wire import ChatRequest
 from . import rules
@@ -85,8 +86,9 @@ class ChatService:
             ) from None
         except TemplateRenderError as exc:  # the model's template refused this conversation
             raise InvalidParameter(f"messages: {exc}", param="messages") from None
-        except ValueError as exc:  # e.g. a response_format schema the grammar converter cannot take
-            raise InvalidParameter(f"response_format: {exc}", param="response_format") from None
+        except UnsupportedResponseFormat as exc:
+            raise InvalidParameter(f"response_format.json_schema.schema: {exc}",
+                                   param="response_format.json_schema.schema") from None
         return ChatRun(card.id, _prepend(first, stream), decision.options.meter, decision.include_usage,
                        decision.ignored)
 

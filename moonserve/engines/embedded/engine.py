@@ -20,7 +20,8 @@ from ...chat.output import OutputPipeline
 from ...chat.template import ChatTemplate, TemplateRenderError
 from ...chat.text_stream import StopMatcher, Utf8Stream
 from ...config import DeploymentConfig
-from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong, Usage
+from ..protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong,
+                        UnsupportedResponseFormat, Usage)
 from .llama import Context, LlamaError, Model, Sampler, Vision
 from .prefix_cache import PrefixCache
 from .runner import Runner
@@ -32,9 +33,6 @@ log = logging.getLogger("moonserve.engine")
 # A deployment's queue: requests beyond the running slots wait here; past it, 503.
 MAX_WAITING_PER_SLOT = 8
 
-
-class GrammarError(ValueError):
-    """The response_format could not be turned into a grammar."""
 
 
 def text_of(content) -> str:
@@ -180,7 +178,10 @@ class EmbeddedEngine:
             return JSON_GBNF
         if fmt.get("type") == "json_schema":
             schema = fmt["json_schema"].get("schema") or {}
-            return json_schema_to_gbnf(json.dumps(schema))
+            try:  # the converter signals what it cannot take with assertions and ValueErrors alike
+                return json_schema_to_gbnf(json.dumps(schema))
+            except Exception as exc:
+                raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}") from None
         return None
 
     # -- generation -----------------------------------------------------------------------------
@@ -256,7 +257,7 @@ class EmbeddedEngine:
             # With reasoning first, the response_format grammar takes over after `</think>`.
             constrained = Sampler(**sampling, grammar=grammar, model=self.model) if grammar else None
         except LlamaError as exc:
-            raise GrammarError(str(exc)) from None
+            raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}") from None
         first = Sampler(**sampling) if constrained is None or reasoning else constrained
         seq = Sequence(prompt=prompt, max_new_tokens=max_new, sampler=first, images=images, release=release,
                        emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
