@@ -24,7 +24,7 @@ def main():
             box = {}
 
             def runner():
-                result["a"] = stream(server, [{"role": "user", "content": "Write a very long story."}], 400,
+                result["a"] = stream(server, [{"role": "user", "content": "Write a very long story."}], 2000,
                                      seed=run)
 
             t = threading.Thread(target=runner)

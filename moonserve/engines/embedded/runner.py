@@ -134,13 +134,13 @@ class Runner:
             self._restore_prefix(seq)
         if self.vision is not None:
             self._decode_images()
-        work = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
+        step = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
+        work = step.work
         if not work:
             return
         ctx = self.ctx
         ctx.clear_batch()
         sample_at: list[tuple[Sequence, int]] = []
-        n_prefill = 0
         for w in work:
             slot = w.seq.slot
             last = len(w.tokens) - 1
@@ -148,11 +148,14 @@ class Runner:
                 idx = ctx.add(tok, w.start + i, slot, w.sample and i == last)
             if w.sample:
                 sample_at.append((w.seq, idx))
-            if w.seq.prefilling:
-                n_prefill += len(w.tokens)
         t0 = time.perf_counter()
         ctx.decode()
-        self.pacer.observe(time.perf_counter() - t0, ctx.batch_size - n_prefill, n_prefill)
+        seconds = time.perf_counter() - t0
+        n_prefill = step.prefill_tokens
+        if n_prefill == 0:
+            self.pacer.observe_decode(seconds)
+        elif step.paced:
+            self.pacer.observe_prefill(seconds, n_prefill)
 
         for w in work:
             seq = w.seq

@@ -1,15 +1,25 @@
 """Who runs next. Pure bookkeeping: no llama.cpp calls, so it is testable on its own.
 
-Each step is one llama_decode of at most `budget` tokens: first one token for every sequence that
-is generating (so running streams keep flowing), then prompt chunks of sequences still prefilling.
-While any sequence is generating, long prompts advance by at most `interactive_chunk` tokens a step
-(sized by `pacing.PrefillPacer`), so admitting one slows running streams a little instead of
-stalling them for seconds; prompts (or remainders) of at most `unpaced_tokens` go in whole.
-New sequences join between steps as KV slots free up; past `max_waiting` a request is refused.
+A step is one llama_decode of at most `budget` tokens, and is one of two kinds:
+- a decode step: one token for every generating sequence, ordered by KV slot;
+- a prefill step: prompt chunks of sequences still prefilling.
+While sequences are generating the two alternate, and a long prompt advances by at most
+`interactive_chunk` tokens a prefill step (sized by `pacing.PrefillPacer`), so admitting it slows
+running streams by a bounded factor instead of stalling them for seconds; prompts (or remainders) of
+at most `unpaced_tokens` go in whole. With nothing generating, prefill takes the whole budget.
+
+Why separate steps, and why slot order: the context keeps one KV stream per slot, and llama.cpp
+splits a batch into sub-batches ("ubatches") that each hold the same number of tokens for a run of
+consecutive slots, one full pass over the weights each. Decode tokens in slot order, in the lowest
+free slots, make one pass for all generating sequences; a prompt chunk placed beside them would
+share a pass with the neighbouring slot's token and make its attention span the whole prompt.
+New sequences take the lowest free slot and join between steps; past `max_waiting` a request is
+refused.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass
 
@@ -25,13 +35,24 @@ class Work:
     sample: bool  # whether the last token's logits are sampled this step
 
 
+@dataclass(slots=True)
+class Step:
+    work: list[Work]
+    paced: bool  # a prefill step taken while other sequences wait to generate (the pacer learns from it)
+
+    @property
+    def prefill_tokens(self) -> int:
+        return sum(len(w.tokens) for w in self.work if w.seq.prefilling)
+
+
 class Scheduler:
     def __init__(self, n_slots: int, max_waiting: int, unpaced_tokens: int = 64):
         self.unpaced_tokens = unpaced_tokens
-        self.free_slots = list(range(n_slots - 1, -1, -1))
+        self.free_slots = list(range(n_slots))  # a heap: the lowest free slot first
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
+        self._prefill_turn = False  # while both kinds of work wait, they alternate
 
     def add(self, seq: Sequence) -> None:
         if len(self.waiting) >= self.max_waiting:
@@ -48,7 +69,7 @@ class Scheduler:
         elif seq in self.waiting:
             self.waiting.remove(seq)
         if seq.slot is not None:
-            self.free_slots.append(seq.slot)
+            heapq.heappush(self.free_slots, seq.slot)
             seq.slot = None
 
     def admit(self) -> list[Sequence]:
@@ -56,40 +77,42 @@ class Scheduler:
         admitted = []
         while self.waiting and self.free_slots:
             seq = self.waiting.popleft()
-            seq.slot = self.free_slots.pop()
+            seq.slot = heapq.heappop(self.free_slots)
             self.running.append(seq)
             admitted.append(seq)
         return admitted
 
-    def schedule(self, budget: int, interactive_chunk: int) -> list[Work]:
-        """This step's work for the running sequences, at most `budget` tokens."""
+    def schedule(self, budget: int, interactive_chunk: int) -> Step:
+        """The next step's work, at most `budget` tokens."""
+        generating = sorted((s for s in self.running if not s.prefilling and s.last_token is not None),
+                            key=lambda s: s.slot)
+        prefilling = [s for s in self.running if s.prefilling]
+        if generating and (not prefilling or not self._prefill_turn):
+            self._prefill_turn = bool(prefilling)
+            return Step([Work(s, [s.last_token], s.position, True) for s in generating[:budget]], False)
+        self._prefill_turn = False
+        paced = bool(generating)
+        return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else budget), paced)
+
+    def _prefill(self, prefilling: list[Sequence], budget: int, paced: int) -> list[Work]:
         work: list[Work] = []
-        for seq in self.running:
+        for seq in prefilling:
             if budget == 0:
                 break
-            if not seq.prefilling and seq.last_token is not None:
-                work.append(Work(seq, [seq.last_token], seq.position, True))
-                budget -= 1
-        generating = bool(work)
-        paced = min(budget, interactive_chunk) if generating else budget
-        for seq in self.running:
-            if budget == 0:
-                break
-            if seq.prefilling:
-                left = len(seq.prompt) - seq.n_computed
-                # A short remainder goes in whole (one brief stall, and it joins the batch at once);
-                # a long prompt is paced while others generate.
-                allowed = budget if left <= self.unpaced_tokens else min(budget, paced)
-                if allowed == 0:
+            left = len(seq.prompt) - seq.n_computed
+            # A short remainder goes in whole (one brief stall, and it joins the batch at once);
+            # a long prompt is paced while others generate.
+            allowed = budget if left <= self.unpaced_tokens else min(budget, paced)
+            if allowed == 0:
+                continue
+            chunk = seq.prompt[seq.n_computed : seq.n_computed + allowed]
+            if seq.images:  # text only: an image's placeholders are decoded by the runner via mtmd
+                chunk = chunk[: next((k for k, t in enumerate(chunk) if t < 0), len(chunk))]
+                if not chunk:
                     continue
-                chunk = seq.prompt[seq.n_computed : seq.n_computed + allowed]
-                if seq.images:  # text only: an image's placeholders are decoded by the runner via mtmd
-                    chunk = chunk[: next((k for k, t in enumerate(chunk) if t < 0), len(chunk))]
-                    if not chunk:
-                        continue
-                done = seq.n_computed + len(chunk) == len(seq.prompt)
-                work.append(Work(seq, chunk, seq.n_computed, done))
-                budget -= len(chunk)
-                if left > self.unpaced_tokens:
-                    paced -= len(chunk)
+            done = seq.n_computed + len(chunk) == len(seq.prompt)
+            work.append(Work(seq, chunk, seq.n_computed, done))
+            budget -= len(chunk)
+            if left > self.unpaced_tokens:
+                paced -= len(chunk)
         return work

@@ -1,0 +1,145 @@
+"""The engine's step planning (scheduler and prefill pacer), on their own: no model needed.
+
+What they promise the engine loop: decode tokens in KV-slot order in the lowest free slots (so
+llama.cpp runs all generating sequences in one pass over the weights), prompt chunks never in the
+same step as decode tokens, decode and paced prefill steps alternating, and a prefill chunk that
+keeps a step within the configured slowdown.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from moonserve.engines.embedded.pacing import PrefillPacer
+from moonserve.engines.embedded.scheduler import Scheduler
+from moonserve.engines.embedded.sequence import Sequence
+from moonserve.engines.protocol import EngineOverloaded
+
+
+def seq(n_prompt: int, generating: bool = False) -> Sequence:
+    s = Sequence(prompt=list(range(1, n_prompt + 1)), max_new_tokens=100, sampler=None, emit=lambda e: None)
+    if generating:
+        s.n_computed, s.last_token = n_prompt, 7
+    return s
+
+
+def admit(sched: Scheduler, *seqs: Sequence) -> None:
+    for s in seqs:
+        sched.add(s)
+    sched.admit()
+
+
+def test_new_sequences_take_the_lowest_free_slot():
+    sched = Scheduler(n_slots=4, max_waiting=4)
+    a, b, c = seq(5), seq(5), seq(5)
+    admit(sched, a, b, c)
+    assert [a.slot, b.slot, c.slot] == [0, 1, 2]
+    sched.remove(b)
+    sched.remove(a)
+    d, e = seq(5), seq(5)
+    admit(sched, d, e)
+    assert [d.slot, e.slot] == [0, 1]
+
+
+def test_decode_tokens_are_in_slot_order_whatever_the_admission_order():
+    sched = Scheduler(n_slots=8, max_waiting=8)
+    seqs = [seq(5, generating=True) for _ in range(6)]
+    admit(sched, *seqs)
+    for s in (seqs[0], seqs[3]):
+        sched.remove(s)
+    late = [seq(5, generating=True), seq(5, generating=True)]
+    admit(sched, *late)  # they fill slots 0 and 3 but come last in admission order
+    step = sched.schedule(512, 8)
+    assert [w.seq.slot for w in step.work] == [0, 1, 2, 3, 4, 5]
+    assert all(len(w.tokens) == 1 and w.sample for w in step.work)
+
+
+def test_prefill_and_decode_alternate_and_never_share_a_step():
+    sched = Scheduler(n_slots=4, max_waiting=4, unpaced_tokens=64)
+    running, long = seq(10, generating=True), seq(2000)
+    admit(sched, running, long)
+    kinds = []
+    for _ in range(6):
+        step = sched.schedule(512, 16)
+        assert len({w.seq.prefilling for w in step.work}) == 1
+        kinds.append("prefill" if step.work[0].seq.prefilling else "decode")
+        for w in step.work:
+            if w.seq.prefilling:
+                w.seq.n_computed += len(w.tokens)
+    assert kinds == ["decode", "prefill"] * 3
+
+
+def test_a_long_prompt_is_paced_only_while_others_generate():
+    sched = Scheduler(n_slots=4, max_waiting=4, unpaced_tokens=64)
+    long = seq(2000)
+    admit(sched, long)
+    alone = sched.schedule(512, 16)
+    assert not alone.paced and len(alone.work[0].tokens) == 512
+    long.n_computed = 512
+    admit(sched, seq(10, generating=True))
+    sched.schedule(512, 16)  # the decode step
+    paced = sched.schedule(512, 16)
+    assert paced.paced and [len(w.tokens) for w in paced.work] == [16]
+
+
+def test_a_short_prompt_goes_in_whole_even_while_others_generate():
+    sched = Scheduler(n_slots=4, max_waiting=4, unpaced_tokens=64)
+    admit(sched, seq(10, generating=True), seq(40))
+    sched.schedule(512, 4)
+    step = sched.schedule(512, 4)
+    assert [len(w.tokens) for w in step.work] == [40] and step.work[0].sample
+
+
+def test_past_the_waiting_bound_a_request_is_refused():
+    sched = Scheduler(n_slots=1, max_waiting=1)
+    sched.add(seq(5))
+    with pytest.raises(EngineOverloaded):
+        sched.add(seq(5))
+
+
+def run_pacer(cost, decode=0.010, positions=2000):
+    """Feed the pacer alternating decode steps (of `decode` seconds) and prefill steps whose time is
+    cost(chunk, position) until a prompt is in; returns each prefill step's time over the bound
+    (1.5 decode steps at max_slowdown 2.5) and the chunks it chose."""
+    pacer = PrefillPacer(max_slowdown=2.5, max_chunk=512)
+    pacer.observe_decode(decode)
+    bound = 1.5 * decode
+    pos, ratios, chunks = 0, [], []
+    while pos < positions:
+        k = pacer.chunk
+        pacer.observe_decode(decode)
+        pacer.observe_prefill(cost(k, pos), k)
+        ratios.append(cost(k, pos) / bound)
+        chunks.append(k)
+        pos += k
+    return ratios, chunks
+
+
+def test_the_pacer_finds_the_largest_chunk_that_fits_without_overshooting():
+    # eight streams generating (30 ms steps): prefill steps may take 45 ms
+    ratios, chunks = run_pacer(lambda k, pos: 0.004 + 0.003 * k, decode=0.030, positions=400)
+    # 0.004 + 0.003k <= 0.9 * 0.045 for k <= 12
+    assert max(ratios) <= 1.0
+    assert chunks[-1] == 12 and chunks.count(12) > len(chunks) // 2
+
+
+def test_the_pacer_stays_at_one_token_when_more_would_not_fit():
+    # one stream (10 ms steps); a token costs 7 ms alone and two 12 ms: one token a step it is
+    ratios, chunks = run_pacer(lambda k, pos: 0.007 if k == 1 else 0.006 + 0.003 * k, positions=200)
+    assert set(chunks) == {1} and max(ratios) < 1
+
+
+def test_the_pacer_follows_a_cost_that_grows_with_the_position():
+    ratios, chunks = run_pacer(lambda k, pos: 0.002 + k * (0.0005 + pos * 2e-6))
+    assert max(ratios) <= 1.1  # the line lags a little behind a cost that keeps rising
+    assert chunks[0] < chunks[len(chunks) // 4] and chunks[-1] < max(chunks)  # grows, then shrinks as tokens cost more
+
+
+def test_a_slow_decode_step_does_not_loosen_the_bound_at_once():
+    pacer = PrefillPacer(max_slowdown=2.5, max_chunk=512)
+    for _ in range(5):
+        pacer.observe_decode(0.010)
+    pacer.observe_decode(0.050)  # one noisy step
+    assert pacer.allowed < 1.5 * 0.016
+    pacer.observe_decode(0.005)
+    assert pacer.allowed < 1.5 * 0.010
