@@ -37,6 +37,10 @@ class DeploymentConfig:
     # slower admission of long prompts.
     max_decode_slowdown: float = 2.5
     prefill_unpaced_tokens: int = 64  # prompts this short are admitted in one step, unpaced
+    # While sequences generate, longer prompts are prefilled beside them in a context of their own on
+    # this many of the threads (decoding keeps the rest). None: half of them (none on one core);
+    # 0: off (prompts are then paced into the decode steps, see max_decode_slowdown).
+    prefill_threads: int | None = None
     max_waiting: int | None = None  # queued requests beyond the running ones; None: 8 x max_sequences
     prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
     prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)

@@ -227,3 +227,45 @@ def test_a_full_queue_answers_503(tmp_path):
         assert refused.headers["retry-after"] == "1"
     finally:
         s.stop()
+
+
+def ask_beside_a_running_stream(server, messages, **kw):
+    """Ask while another request is generating (a long story, streamed in a thread)."""
+    before = health(server)["tokens_generated"]
+    story = threading.Thread(target=ask, args=(server, [{"role": "user", "content": "Write a very long story."}]),
+                             kwargs={"max_tokens": 400, "seed": 8, "stream": True})
+    story.start()
+    deadline = time.time() + 30
+    while health(server)["tokens_generated"] == before and time.time() < deadline:
+        time.sleep(0.01)
+    try:
+        return ask(server, messages, **kw)
+    finally:
+        story.join()
+
+
+def test_long_prompts_beside_running_streams_are_prefilled_aside_with_identical_answers(tmp_path):
+    """While others generate, a long prompt is computed by the prefill worker (its own context and
+    threads) and handed back; the answer must not depend on it, also when it starts from a cached
+    prefix."""
+    question = [{"role": "user", "content": "List every rule again in your own words: " + "and then? " * 40}]
+    plain = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": "What is rule 3?"}]
+    cached_then_more = [{"role": "system", "content": LONG_SYSTEM}, *question]
+    no_cache = start_server(tmp_path / "a", config="[deployments.smollm2]\nprefix_cache_mb = 0\n")
+    try:
+        alone = ask(no_cache, plain, max_tokens=24, seed=3)
+        reference = ask(no_cache, cached_then_more, max_tokens=24, seed=3)
+        assert health(no_cache)["prefills_offloaded"] == 0
+        assert ask_beside_a_running_stream(no_cache, plain, max_tokens=24, seed=3) == alone
+        assert health(no_cache)["prefills_offloaded"] == 1
+    finally:
+        no_cache.stop()
+    with_cache = start_server(tmp_path / "b")
+    try:
+        ask(with_cache, plain, max_tokens=24, seed=3)  # leaves the long system prompt in the cache
+        text, usage, finish = ask_beside_a_running_stream(with_cache, cached_then_more, max_tokens=24, seed=3)
+        assert health(with_cache)["prefills_offloaded"] == 1
+        assert usage["prompt_tokens_details"]["cached_tokens"] > 256
+        assert (text, finish) == reference[::2] and usage["completion_tokens"] == reference[1]["completion_tokens"]
+    finally:
+        with_cache.stop()

@@ -23,6 +23,7 @@ from ...config import DeploymentConfig
 from ..protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong,
                         UnsupportedResponseFormat, Usage)
 from .llama import Context, LlamaError, Model, Sampler, Vision
+from .prefill_worker import PrefillWorker
 from .prefix_cache import PrefixCache
 from .runner import Runner
 from .sequence import Done, Failed, Sequence, Token
@@ -86,11 +87,19 @@ class EmbeddedEngine:
         self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache, vision=self.vision,
                              max_decode_slowdown=max(1.1, d.max_decode_slowdown),
                              unpaced_tokens=max(0, d.prefill_unpaced_tokens))
+        threads = ctx.threads
+        prefill_threads = threads // 2 if d.prefill_threads is None else min(d.prefill_threads, threads - 1)
+        if prefill_threads > 0:
+            side = Context(model, n_ctx_seq=d.context_length, n_seq=1, n_batch=d.batch_tokens,
+                           threads=prefill_threads)
+            self.runner.prefill = PrefillWorker(side, prefill_threads, self.runner.deliver)
 
     async def close(self) -> None:
         if self.runner:
             await asyncio.to_thread(self.runner.stop)
             self.runner.ctx.close()
+            if self.runner.prefill is not None:
+                self.runner.prefill.ctx.close()
         if self.vision:
             self.vision.close()
         if self.model:

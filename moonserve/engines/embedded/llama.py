@@ -5,6 +5,7 @@ batch and samplers. Nothing here knows about requests; `runner.py` drives it.
 from __future__ import annotations
 
 import ctypes
+import struct
 import logging
 import os
 import secrets
@@ -142,6 +143,7 @@ class Context:
         self.n_seq = C.llama_n_seq_max(self.ptr)
         self.n_ctx_seq = C.llama_n_ctx_seq(self.ptr)
         self.n_batch = n_batch
+        self.threads = threads
         self.memory = C.llama_get_memory(self.ptr)
         self.batch = C.llama_batch_init(n_batch, 0, 1)
         self._n = 0
@@ -173,6 +175,12 @@ class Context:
     def batch_size(self) -> int:
         return self._n
 
+    def set_threads(self, threads: int) -> None:
+        """Threads for the following decodes (call between decodes, from the thread that runs them)."""
+        if threads != self.threads:
+            C.llama_set_n_threads(self.ptr, threads, threads)
+            self.threads = threads
+
     def decode(self) -> None:
         self.batch.n_tokens = self._n
         rc = C.llama_decode(self.ptr, self.batch)
@@ -197,6 +205,34 @@ class Context:
     def restore_state(self, state, size: int, seq: int) -> bool:
         """Load a saved state into an empty sequence; False if llama.cpp refused it."""
         return C.llama_state_seq_set_data(self.ptr, state, size, seq) == size
+
+
+def restream(state, size: int, n_streams: int) -> tuple[object, int]:
+    """A sequence's saved state, re-laid for a context with `n_streams` KV streams.
+
+    llama.cpp writes a sequence's KV state as: a magic number and the sequence id (8 bytes), the
+    context's stream count (u32), then for every stream a cell count (u32) followed, when not zero,
+    by that stream's cells; it refuses a state
+    whose stream count differs from its own, and loads any non-empty block into the stream of the
+    sequence being restored. A sequence lives in one stream, so its state has one non-empty block,
+    which this moves into a state of the wanted stream count (the block first, the rest empty).
+    """
+    data = memoryview(state).cast("B")[:size]
+    (n_from,) = struct.unpack_from("<I", data, 8)
+    off = 12
+    for s in range(n_from):
+        (count,) = struct.unpack_from("<I", data, off)
+        if count:
+            end = size - 4 * (n_from - s - 1)
+            if any(data[end:size]):
+                raise LlamaError("a sequence state with cells in more than one stream")
+            break
+        off += 4
+    else:
+        raise LlamaError("an empty sequence state")
+    out = bytes(data[:8]) + struct.pack("<I", n_streams) + bytes(data[off:end]) + bytes(4 * (n_streams - 1))
+    buf = (ctypes.c_uint8 * len(out)).from_buffer_copy(out)
+    return buf, len(out)
 
 
 class Sampler:

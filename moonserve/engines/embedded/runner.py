@@ -7,7 +7,8 @@ a sequence is only ever freed by this thread, between steps.
 A step: admit waiting sequences into free slots (restoring a cached prefix where one matches), build
 one batch with a token for every generating sequence plus prompt chunks, `llama_decode` it once,
 sample each sequence that needs a token, and retire the finished ones (saving their KV state to
-the prefix cache).
+the prefix cache). While sequences generate, a long prompt goes to the prefill worker (its own
+context and threads, see prefill_worker.py) and comes back as KV state loaded into its slot.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .llama import Context, Model, Vision
+from .llama import Context, LlamaError, Model, Vision, restream
 from .pacing import PrefillPacer
+from .prefill_worker import PrefillDone, PrefillJob, PrefillWorker
 from .prefix_cache import Entry, PrefixCache
 from .scheduler import Scheduler
 from .sequence import Done, Failed, Sequence, Token
@@ -37,7 +39,8 @@ _STOP = object()
 
 class Runner:
     def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None,
-                 max_decode_slowdown: float, unpaced_tokens: int = 64, vision: Vision | None = None):
+                 max_decode_slowdown: float, unpaced_tokens: int = 64, vision: Vision | None = None,
+                 prefill: PrefillWorker | None = None):
         self.model = model
         self.vision = vision
         self.ctx = ctx
@@ -46,15 +49,20 @@ class Runner:
         self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
+        self.prefill = prefill
+        self.threads = ctx.threads  # all of them; the prefill worker borrows some while it works
         # counters, read by /health and /metrics (plain numbers: torn reads are harmless)
         self.tokens_generated = 0
         self.prompt_tokens_computed = 0
+        self.prefills_offloaded = 0
         self.tokens_per_second = 0.0  # generation rate, smoothed over about a second
         self._rate_mark = (time.monotonic(), 0)
 
     # -- called from the async side -----------------------------------------------------------
 
     def start(self) -> None:
+        if self.prefill is not None:
+            self.prefill.start()
         self._thread.start()
 
     def submit(self, seq: Sequence) -> None:
@@ -66,6 +74,12 @@ class Runner:
     def stop(self) -> None:
         self._inbox.put(_STOP)
         self._thread.join(timeout=30)
+        if self.prefill is not None:
+            self.prefill.stop()
+
+    def deliver(self, msg) -> None:
+        """For the prefill worker: its results come through the inbox like any message."""
+        self._inbox.put(msg)
 
     def stats(self) -> dict:
         s = self.scheduler
@@ -79,6 +93,7 @@ class Runner:
             "context_length": self.ctx.n_ctx_seq,
             "tokens_generated": self.tokens_generated,
             "prompt_tokens_computed": self.prompt_tokens_computed,
+            "prefills_offloaded": self.prefills_offloaded,
             "tokens_per_second": round(self.tokens_per_second, 2),
             "kv_cells_used": sum(q.n_computed for q in running),
             "kv_cells_total": kv_cells,
@@ -94,6 +109,7 @@ class Runner:
 
     def _loop(self) -> None:
         while True:
+            self._balance_threads()
             # Idle: block until something arrives. Busy: take what is there and keep stepping.
             msg = self._inbox.get() if not self.scheduler.has_work() else self._next_nowait()
             while msg is not None:
@@ -128,12 +144,15 @@ class Runner:
         elif isinstance(msg, _Cancel):
             if not msg.seq.finished:
                 self._finish(msg.seq, "cancelled")
+        elif isinstance(msg, PrefillDone):
+            self._prefilled(msg)
 
     def _step(self) -> None:
         for seq in self.scheduler.admit():
             self._restore_prefix(seq)
         if self.vision is not None:
             self._decode_images()
+        self._offload()
         step = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
         work = step.work
         if not work:
@@ -204,6 +223,66 @@ class Runner:
             seq.sampler.close()
             seq.sampler, seq.later_sampler, seq.switch_after = seq.later_sampler, None, None
 
+    # -- the prefill worker ------------------------------------------------------------------------
+
+    def _offload(self) -> None:
+        """While sequences generate, hand the oldest long prompt to the prefill worker."""
+        worker = self.prefill
+        if worker is None or worker.busy or not self.scheduler.generating:
+            return
+        for seq in self.scheduler.running:
+            end = len(seq.prompt) - 1  # the last token is computed here, where it is sampled
+            if (seq.prefilling and not seq.offloaded and not seq.images
+                    and end - seq.n_computed > self.scheduler.unpaced_tokens):
+                break
+        else:
+            return
+        state, size = None, 0
+        if seq.n_computed:  # a prefix restored from the cache: the worker starts from it
+            try:
+                state, size = restream(*self.ctx.save_state(seq.slot), 1)
+            except LlamaError:
+                log.exception("prefill worker: could not hand over a cached prefix")
+                return
+        seq.offloaded = True
+        worker.submit(PrefillJob(seq, seq.n_computed, end, state, size))
+        self._balance_threads()
+
+    def _prefilled(self, done: PrefillDone) -> None:
+        job, seq = done.job, done.job.seq
+        self.prefill.job = None
+        seq.offloaded = False
+        self._balance_threads()
+        if seq.finished or seq.slot is None:
+            return  # cancelled meanwhile
+        if done.error is not None:
+            self._fail(seq, done.error)
+            return
+        if done.state is None:
+            return  # the worker was stopped: the loop computes the prompt itself
+        self.ctx.forget(seq.slot)
+        try:  # the worker's context has one KV stream, this one one per slot
+            restored = self.ctx.restore_state(*restream(done.state, done.size, self.ctx.n_seq), seq.slot)
+        except LlamaError:
+            restored = False
+        if restored:
+            seq.n_computed = job.end
+            self.prompt_tokens_computed += job.end - job.start
+            self.prefills_offloaded += 1
+        else:  # compute the whole prompt here instead
+            log.warning("prefill worker: llama.cpp refused the state; computing the prompt in the loop")
+            self.ctx.forget(seq.slot)
+            seq.n_computed = seq.n_cached = 0
+
+    def _balance_threads(self) -> None:
+        """While the worker computes, the loop decodes on the threads it leaves free. The worker
+        never takes more than its own, even when the loop is idle: once it had run on two threads
+        (of two cores), the loop's steps took twice as long for good, measured. libgomp, which runs
+        ggml's threads, appears to stop spinning once it manages more threads than there are cores."""
+        worker = self.prefill
+        if worker is not None:
+            self.ctx.set_threads(max(1, self.threads - worker.threads) if worker.busy else self.threads)
+
     # -- prefix cache -----------------------------------------------------------------------------
 
     def _restore_prefix(self, seq: Sequence) -> None:
@@ -242,6 +321,7 @@ class Runner:
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         seq.finished = True
+        self._cancel_offload(seq)
         if seq.slot is not None:
             self._save_prefix(seq)
             self.ctx.forget(seq.slot)
@@ -251,9 +331,17 @@ class Runner:
 
     def _fail_all(self, exc: Exception) -> None:
         for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
-            seq.finished = True
-            if seq.slot is not None:
-                self.ctx.forget(seq.slot)
-            self.scheduler.remove(seq)
-            seq.close_samplers()
-            seq.emit(Failed(exc))
+            self._fail(seq, exc)
+
+    def _fail(self, seq: Sequence, exc: Exception) -> None:
+        seq.finished = True
+        self._cancel_offload(seq)
+        if seq.slot is not None:
+            self.ctx.forget(seq.slot)
+        self.scheduler.remove(seq)
+        seq.close_samplers()
+        seq.emit(Failed(exc))
+
+    def _cancel_offload(self, seq: Sequence) -> None:
+        if seq.offloaded and self.prefill is not None and self.prefill.job is not None:
+            self.prefill.job.cancelled.set()  # the worker stops at its next chunk and reports back

@@ -60,7 +60,13 @@ class Scheduler:
         self.waiting.append(seq)
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
+        """Whether a step could do something now (a sequence whose prompt is with the prefill
+        worker waits for it)."""
+        return any(not s.offloaded for s in self.running) or bool(self.waiting and self.free_slots)
+
+    @property
+    def generating(self) -> bool:
+        return any(not s.prefilling for s in self.running)
 
     def remove(self, seq: Sequence) -> None:
         """Take a sequence out (finished or cancelled) and free its slot."""
@@ -86,7 +92,7 @@ class Scheduler:
         """The next step's work, at most `budget` tokens."""
         generating = sorted((s for s in self.running if not s.prefilling and s.last_token is not None),
                             key=lambda s: s.slot)
-        prefilling = [s for s in self.running if s.prefilling]
+        prefilling = [s for s in self.running if s.prefilling and not s.offloaded]
         if generating and (not prefilling or not self._prefill_turn):
             self._prefill_turn = bool(prefilling)
             return Step([Work(s, [s.last_token], s.position, True) for s in generating[:budget]], False)

@@ -43,6 +43,7 @@ class Sequence:
     generated: list[int] = field(default_factory=list)
     n_cached: int = 0  # prompt tokens restored from the prefix cache instead of computed
     last_token: int | None = None  # sampled, not yet decoded
+    offloaded: bool = False  # its prompt is being prefilled by the prefill worker
     finished: bool = False
     # Switch to `later_sampler` once the generated text contains `switch_after` (e.g. a grammar
     # that applies to the answer only, after the reasoning's `</think>`).

@@ -1,0 +1,113 @@
+"""Long prompts prefilled beside the decode loop, in a llama.cpp context of their own.
+
+On a CPU, one decoding stream gains little from a second core (it is bound by memory, not
+arithmetic), while a prompt's prefill is arithmetic. So while sequences are generating, the engine
+hands a long prompt to this worker: it computes the prompt's KV cells in a one-sequence context on
+its own threads, at the same time as the engine loop keeps decoding on the rest, and hands the cells
+back (llama.cpp's sequence state, the same bytes the prefix cache keeps), which the loop loads into
+the sequence's slot. The prompt's last token is left to the loop, which samples from it.
+
+Measured on 2 cores (SmolLM2-135M, a 2,000-token prompt): a decoding stream's steps went from
+6.6 ms alone to ~10 ms beside the worker, and the prompt took 12.6 s; paced into the decode loop
+instead, the stream's steps were 19-22 ms and the prompt 35-41 s.
+
+A sequence's tokens are computed with the same kernels either way (the number of threads only
+splits the work), so its results are bit-identical to a prefill in the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .llama import Context, LlamaError
+from .sequence import Sequence
+
+log = logging.getLogger("moonserve.engine")
+
+CHUNK = 128  # tokens per llama_decode: small enough that a cancelled prompt stops within a second
+
+
+@dataclass(eq=False)
+class PrefillJob:
+    seq: Sequence
+    start: int  # the first position to compute (cells before it come in `state`)
+    end: int  # compute up to here, exclusive
+    state: object | None = None  # the sequence's KV cells up to `start`, if any
+    size: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(eq=False)
+class PrefillDone:
+    """The worker's answer, delivered to the engine loop's inbox."""
+
+    job: PrefillJob
+    state: object | None  # the sequence's KV cells up to job.end; None if cancelled or failed
+    size: int = 0
+    error: Exception | None = None
+
+
+_STOP = object()
+
+
+class PrefillWorker:
+    def __init__(self, ctx: Context, threads: int, deliver: Callable[[PrefillDone], None]):
+        self.ctx = ctx  # a one-sequence context on the same model
+        self.threads = threads
+        self._deliver = deliver
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="moonserve-prefill", daemon=True)
+        self.job: PrefillJob | None = None  # set and cleared by the engine loop only
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.cancelled.set()
+        self._jobs.put(_STOP)
+        self._thread.join(timeout=30)
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    def submit(self, job: PrefillJob) -> None:
+        self.job = job
+        self._jobs.put(job)
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            ctx = self.ctx
+            try:
+                ctx.forget(0)
+                if job.state is not None and not ctx.restore_state(job.state, job.size, 0):
+                    raise LlamaError("llama.cpp refused the sequence's state")
+                tokens = job.seq.prompt
+                for pos in range(job.start, job.end, CHUNK):
+                    if job.cancelled.is_set():
+                        break
+                    ctx.clear_batch()
+                    for i, tok in enumerate(tokens[pos : min(job.end, pos + CHUNK)]):
+                        ctx.add(tok, pos + i, 0, False)
+                    ctx.decode()
+                if job.cancelled.is_set():
+                    done = PrefillDone(job, None)
+                else:
+                    state, size = ctx.save_state(0)
+                    done = PrefillDone(job, state, size)
+            except Exception as exc:
+                log.exception("prefill worker: a prompt failed")
+                done = PrefillDone(job, None, error=exc)
+            finally:
+                ctx.forget(0)
+            self._deliver(done)
