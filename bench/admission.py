@@ -1,5 +1,9 @@
 """d. A running stream's p99 inter-token gap while another request's 2,000-token prompt is admitted,
-vs its median gap when running alone (target: <= 3x)."""
+vs its median gap when running alone (target: <= 3x).
+
+Stream A asks for 2,000 tokens so that it is still generating when B's first token comes: every
+gap of A between B's arrival and B's first token counts. B's time to first token is printed too:
+it is what the running stream's smoothness costs the newcomer."""
 
 import statistics
 import threading
