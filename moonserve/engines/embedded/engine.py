@@ -23,7 +23,6 @@ from ...config import DeploymentConfig
 from ..protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong,
                         UnsupportedResponseFormat, Usage)
 from .llama import Context, LlamaError, Model, Sampler, Vision
-from .prefill_worker import PrefillWorker
 from .prefix_cache import PrefixCache
 from .runner import Runner
 from .sequence import Done, Failed, Sequence, Token
@@ -86,13 +85,16 @@ class EmbeddedEngine:
         self.model = model
         self.runner = Runner(model, ctx, max_waiting=max_waiting, cache=cache, vision=self.vision,
                              max_decode_slowdown=max(1.1, d.max_decode_slowdown),
-                             unpaced_tokens=max(0, d.prefill_unpaced_tokens))
-        threads = ctx.threads
-        prefill_threads = threads // 2 if d.prefill_threads is None else min(d.prefill_threads, threads - 1)
-        if prefill_threads > 0:
-            side = Context(model, n_ctx_seq=d.context_length, n_seq=1, n_batch=d.batch_tokens,
-                           threads=prefill_threads)
-            self.runner.prefill = PrefillWorker(side, prefill_threads, self.runner.deliver)
+                             unpaced_tokens=max(0, d.prefill_unpaced_tokens),
+                             prefill_ctx=self._prefill_context(model, ctx.threads))
+
+    def _prefill_context(self, model: Model, threads: int) -> Context | None:
+        """The prefill worker's one-sequence context, on its share of the threads (none on one core)."""
+        d = self.deployment
+        n = threads // 2 if d.prefill_threads is None else min(d.prefill_threads, threads - 1)
+        if n <= 0:
+            return None
+        return Context(model, n_ctx_seq=d.context_length, n_seq=1, n_batch=d.batch_tokens, threads=n)
 
     async def close(self) -> None:
         if self.runner:

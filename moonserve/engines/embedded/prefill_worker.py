@@ -55,10 +55,9 @@ _STOP = object()
 
 
 class PrefillWorker:
-    def __init__(self, ctx: Context, threads: int, deliver: Callable[[PrefillDone], None]):
-        self.ctx = ctx  # a one-sequence context on the same model
-        self.threads = threads
-        self._deliver = deliver
+    def __init__(self, ctx: Context, deliver: Callable[[PrefillDone], None]):
+        self.ctx = ctx  # a one-sequence context on the same model, with the worker's threads
+        self._deliver = deliver  # into the engine loop's inbox
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-prefill", daemon=True)
         self.job: PrefillJob | None = None  # set and cleared by the engine loop only
@@ -89,7 +88,6 @@ class PrefillWorker:
                 return
             ctx = self.ctx
             try:
-                ctx.forget(0)
                 if job.state is not None and not ctx.restore_state(job.state, job.size, 0):
                     raise LlamaError("llama.cpp refused the sequence's state")
                 tokens = job.seq.prompt

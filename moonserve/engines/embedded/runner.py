@@ -40,7 +40,7 @@ _STOP = object()
 class Runner:
     def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None,
                  max_decode_slowdown: float, unpaced_tokens: int = 64, vision: Vision | None = None,
-                 prefill: PrefillWorker | None = None):
+                 prefill_ctx: Context | None = None):
         self.model = model
         self.vision = vision
         self.ctx = ctx
@@ -49,7 +49,7 @@ class Runner:
         self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
-        self.prefill = prefill
+        self.prefill = PrefillWorker(prefill_ctx, self._inbox.put) if prefill_ctx is not None else None
         self.threads = ctx.threads  # all of them; the prefill worker borrows some while it works
         # counters, read by /health and /metrics (plain numbers: torn reads are harmless)
         self.tokens_generated = 0
@@ -76,10 +76,6 @@ class Runner:
         self._thread.join(timeout=30)
         if self.prefill is not None:
             self.prefill.stop()
-
-    def deliver(self, msg) -> None:
-        """For the prefill worker: its results come through the inbox like any message."""
-        self._inbox.put(msg)
 
     def stats(self) -> dict:
         s = self.scheduler
@@ -281,7 +277,7 @@ class Runner:
         ggml's threads, appears to stop spinning once it manages more threads than there are cores."""
         worker = self.prefill
         if worker is not None:
-            self.ctx.set_threads(max(1, self.threads - worker.threads) if worker.busy else self.threads)
+            self.ctx.set_threads(max(1, self.threads - worker.ctx.threads) if worker.busy else self.threads)
 
     # -- prefix cache -----------------------------------------------------------------------------
 
