@@ -17,6 +17,7 @@ from ..wire import ChatRequest
 from ..catalog import ModelCard
 from ..engines.protocol import ChatOptions
 from ..errors import InvalidParameter
+from .schemas import check_schema_bounds
 
 MAX_STOP_SEQUENCES = 16
 MAX_TOOLS = 128
@@ -139,13 +140,7 @@ def check_response_format(fmt: dict | None) -> dict | None:
         raise InvalidParameter(
             "response_format.json_schema must be an object with a `schema` object", param="response_format.json_schema"
         )
-    try:
-        Draft202012Validator.check_schema(spec.get("schema", {}))
-    except SchemaError as exc:
-        raise InvalidParameter(
-            f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
-            param="response_format.json_schema.schema",
-        ) from None
+    check_schema(spec.get("schema", {}), "response_format.json_schema.schema")
     return {"type": "json_schema", "json_schema": spec}
 
 
@@ -175,14 +170,19 @@ def check_tools(tools: list[dict] | None) -> list[dict] | None:
             if not isinstance(params, dict):
                 raise InvalidParameter(f"{where}.function.parameters must be a JSON schema object",
                                        param=f"{where}.function.parameters")
-            try:
-                Draft202012Validator.check_schema(params)
-            except SchemaError as exc:
-                raise InvalidParameter(
-                    f"{where}.function.parameters is not a valid JSON schema: {exc.message}",
-                    param=f"{where}.function.parameters",
-                ) from None
+            check_schema(params, f"{where}.function.parameters")
     return tools
+
+
+def check_schema(schema: dict, param: str) -> None:
+    """A valid JSON schema (draft 2020-12) that a grammar can enforce (see schemas.py)."""
+    check_schema_bounds(schema, param)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidParameter(f"{param} is not a valid JSON schema: {exc.message}", param=param) from None
+    except RecursionError:  # bounded above; a last guard all the same
+        raise InvalidParameter(f"{param}: the schema is nested too deeply", param=param) from None
 
 
 def check_tool_choice(choice, tools: list[dict] | None) -> str:
