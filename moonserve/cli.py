@@ -56,15 +56,16 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="Log every HTTP request."),
 ):
     """Start the HTTP server. The first run creates the default workspace and prints an API key."""
-    import uvicorn
-
     from .api.app import create_app
+    from .api.server import run
     from .service.bootstrap import FirstRun
 
     cfg = _config(config)
     host = host or cfg.server.host
     port = port if port is not None else cfg.server.port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's URL at INFO: media URLs, query strings (signed tokens) and all.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def announce(fr: FirstRun) -> None:
         out.print("[bold]First run:[/bold] created workspace [cyan]default[/cyan] and this API key "
@@ -82,7 +83,7 @@ def serve(
     out.print(f"Serving on http://{host}:{port}/compatible-mode/v1 (loading models...)")
     sys.stdout.flush()
     app_ = create_app(cfg, on_first_run=announce)
-    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log, timeout_graceful_shutdown=5)
+    run(app_, host=host, port=port, access_log=access_log, grace=cfg.server.shutdown_grace_seconds)
 
 
 @keys_app.command("create")

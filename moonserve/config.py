@@ -81,6 +81,8 @@ class ServerConfig:
     region: str = DEFAULT_REGION
     # On the first run, activate every catalog model for the default workspace (and say so).
     bootstrap_activation: bool = True
+    # On SIGTERM: running calls get this long to finish before they are ended with a 503.
+    shutdown_grace_seconds: float = 30.0
 
 
 @dataclass

@@ -100,3 +100,15 @@ class ModelUnavailable(ModelStudioError):
     status = 503
     code = "ModelUnavailable"
     type = "service_unavailable_error"
+
+
+class ClientClosedRequest(ModelStudioError):
+    """499 (nginx's code): the client went away before its reply was complete. Never sent (nobody
+    is there to read it); it names the call's end in the ledger."""
+
+    status = 499
+    code = "ClientClosedRequest"
+    type = "client_closed_request"
+
+    def __init__(self, message: str = "The client closed the connection before the reply was complete", **kw):
+        super().__init__(message, **kw)

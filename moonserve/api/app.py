@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Callable
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
+from .. import __version__
 from ..accounts.store import Store
 from ..config import Config
 from ..engines import create_engine
@@ -19,7 +21,7 @@ from ..service.chat import ChatService
 from ..service.media import MediaLoader
 from . import errors
 from .metrics import Metrics
-from .routes import router
+from .routes import OPENAPI_SCHEMAS, router
 
 log = logging.getLogger("moonserve")
 
@@ -53,10 +55,20 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     m = config.media
     fetcher = Fetcher(FetchPolicy(frozenset(h.lower() for h in m.allow_hosts), m.connect_timeout, m.read_timeout,
                                   m.total_timeout, m.max_redirects))
-    app.state.service = ChatService(config, store, engines, MediaLoader(fetcher, m.max_video_frames))
     app.state.accounting = Accounting(config, store)
+    app.state.service = ChatService(config, store, engines, MediaLoader(fetcher, m.max_video_frames),
+                                    app.state.accounting)
     app.state.metrics = Metrics(engines)
     app.state.started_at = int(time.time())
     errors.install(app)
     app.include_router(router)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=__version__, routes=app.routes)
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(OPENAPI_SCHEMAS)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

@@ -6,18 +6,13 @@ Chunks are built as dicts and serialised with json.dumps: this runs once per gen
 from __future__ import annotations
 
 import json
-import logging
 import time
+from contextlib import aclosing
 from typing import AsyncIterator
 
-from starlette.concurrency import run_in_threadpool
-
 from ..engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from ..errors import InternalError, ModelStudioError
-from ..service.accounting import CLIENT_CLOSED
-from ..service.chat import ChatRun
-
-log = logging.getLogger("moonserve.api")
+from ..errors import ModelStudioError
+from ..service.call import ChatCall
 
 
 def usage_body(u: Usage) -> dict:
@@ -55,38 +50,23 @@ class ToolCallAssembler:
         call["function"]["arguments"] += d.arguments
 
 
-class Recorder:
-    """Writes the call's one ledger record: `finish` before the last bytes go out, `finish_now`
-    (synchronous, usable while being cancelled) when the reply ends any other way."""
-
-    def __init__(self, accounting, call):
-        self.accounting = accounting
-        self.call = call
-
-    async def finish(self, status: int, usage: Usage | None = None, code: str | None = None) -> None:
-        if not self.call.recorded:
-            await run_in_threadpool(self.accounting.record, self.call, status, usage, code)
-
-    def finish_now(self, status: int, usage: Usage | None = None, code: str | None = None) -> None:
-        self.accounting.record(self.call, status, usage, code)
-
-
-async def collect(run: ChatRun, request_id: str) -> tuple[dict, Usage]:
-    """The whole non-stream reply, and its usage."""
+async def collect(call: ChatCall) -> dict:
+    """The whole non-stream reply."""
     content: list[str] = []
     reasoning: list[str] = []
     tools = ToolCallAssembler()
     finish: Finish | None = None
-    async for d in run.deltas:
-        t = type(d)
-        if t is TextDelta:
-            content.append(d.text)
-        elif t is ReasoningDelta:
-            reasoning.append(d.text)
-        elif t is ToolCallDelta:
-            tools.add(d)
-        elif t is Finish:
-            finish = d
+    async with aclosing(call.deltas()) as deltas:
+        async for d in deltas:
+            t = type(d)
+            if t is TextDelta:
+                content.append(d.text)
+            elif t is ReasoningDelta:
+                reasoning.append(d.text)
+            elif t is ToolCallDelta:
+                tools.add(d)
+            elif t is Finish:
+                finish = d
     assert finish is not None, "engine stream ended without Finish"
     message: dict = {"role": "assistant", "content": "".join(content)}
     if reasoning:
@@ -94,27 +74,27 @@ async def collect(run: ChatRun, request_id: str) -> tuple[dict, Usage]:
     if tools.calls:
         message["tool_calls"] = tools.calls
     return {
-        "id": f"chatcmpl-{request_id}",
+        "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": run.model,
+        "model": call.model,
         "system_fingerprint": None,
         "choices": [{"index": 0, "message": message, "finish_reason": finish.reason, "logprobs": None}],
         "usage": usage_body(finish.usage),
-    }, finish.usage
+    }
 
 
 def _sse(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def stream(run: ChatRun, request_id: str, recorder: Recorder) -> AsyncIterator[bytes]:
+async def stream(call: ChatCall) -> AsyncIterator[bytes]:
     """SSE: a role chunk, delta chunks, a finish chunk, the usage chunk if asked, then [DONE].
-    An error after the first byte is sent as `data: {"error": ...}` and ends the stream. The ledger
-    record is written before the finish chunk, or on the way out for a client that left."""
-    cid = f"chatcmpl-{request_id}"
+    An error after the first byte (the call has recorded it) is sent as `data: {"error": ...}` and
+    ends the stream."""
+    cid = f"chatcmpl-{call.request_id}"
     created = int(time.time())
-    model = run.model
+    model = call.model
 
     def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
         return _sse({
@@ -129,38 +109,31 @@ async def stream(run: ChatRun, request_id: str, recorder: Recorder) -> AsyncIter
 
     yield chunk({"role": "assistant", "content": ""})
     try:
-        async for d in run.deltas:
-            t = type(d)
-            if t is TextDelta:
-                yield chunk({"content": d.text})
-            elif t is ReasoningDelta:
-                yield chunk({"content": None, "reasoning_content": d.text})
-            elif t is ToolCallDelta:
-                piece: dict = {"index": d.index, "function": {"arguments": d.arguments}}
-                if d.id is not None:
-                    piece = {"index": d.index, "id": d.id, "type": "function",
-                             "function": {"name": d.name, "arguments": d.arguments}}
-                yield chunk({"content": None, "tool_calls": [piece]})
-            elif t is Finish:
-                await recorder.finish(200, d.usage)
-                yield chunk({}, d.reason)
-                if run.include_usage:
-                    yield _sse({
-                        "id": cid,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model,
-                        "system_fingerprint": None,
-                        "choices": [],
-                        "usage": usage_body(d.usage),
-                    })
+        async with aclosing(call.deltas()) as deltas:
+            async for d in deltas:
+                t = type(d)
+                if t is TextDelta:
+                    yield chunk({"content": d.text})
+                elif t is ReasoningDelta:
+                    yield chunk({"content": None, "reasoning_content": d.text})
+                elif t is ToolCallDelta:
+                    piece: dict = {"index": d.index, "function": {"arguments": d.arguments}}
+                    if d.id is not None:
+                        piece = {"index": d.index, "id": d.id, "type": "function",
+                                 "function": {"name": d.name, "arguments": d.arguments}}
+                    yield chunk({"content": None, "tool_calls": [piece]})
+                elif t is Finish:
+                    yield chunk({}, d.reason)
+                    if call.include_usage:
+                        yield _sse({
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "system_fingerprint": None,
+                            "choices": [],
+                            "usage": usage_body(d.usage),
+                        })
         yield b"data: [DONE]\n\n"
     except ModelStudioError as exc:
-        await recorder.finish(exc.status, run.meter, exc.code)
-        yield _sse(exc.body(request_id))
-    except Exception:
-        log.exception("stream %s failed", request_id)
-        await recorder.finish(500, run.meter, InternalError.code)
-        yield _sse(InternalError().body(request_id))
-    finally:
-        recorder.finish_now(CLIENT_CLOSED, run.meter)  # no-op unless the client went away
+        yield _sse(exc.body(call.request_id))

@@ -3,50 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..accounts.ledger import parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
-from ..errors import InvalidParameter, ModelStudioError, RequestTooLarge
-from ..service.media import MAX_REQUEST_BYTES
-from ..service.accounting import CLIENT_CLOSED, Call
+from ..errors import ClientClosedRequest, InvalidParameter, ModelStudioError
 from ..wire import ChatRequest
 from . import responses
 from .auth import require_key
-from .errors import request_id, validation_error
+from .body import read_chat_request
+from .errors import request_id
 
 router = APIRouter()
 PREFIXES = ("/compatible-mode/v1", "/v1")
 
-
-async def read_chat_request(request: Request) -> tuple[ChatRequest, int]:
-    raw = await request.body()
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise RequestTooLarge("The request may not exceed 100 MB (text plus images and videos)", param="body")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidParameter(f"The request body is not valid JSON: {exc}", param="body") from None
-    if not isinstance(body, dict):
-        raise InvalidParameter("The request body must be a JSON object", param="body")
-    # The guide's Node.js example sends `extra_body: {...}` literally (the Node SDK passes unknown
-    # keys through); Model Studio reads those fields as top-level ones, and so do we.
-    extra = body.pop("extra_body", None)
-    if isinstance(extra, dict):
-        for k, v in extra.items():
-            body.setdefault(k, v)
-    try:
-        return ChatRequest.model_validate(body), len(raw)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
+# The chat call's body in the OpenAPI document (the route reads and validates it itself, off the
+# event loop, so FastAPI cannot derive it). Its models go to components/schemas (see app.py).
+_chat_schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+OPENAPI_SCHEMAS: dict = _chat_schema.pop("$defs", {})
+OPENAPI_SCHEMAS["ChatRequest"] = _chat_schema
+CHAT_OPENAPI = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ChatRequest"}}}}}
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -56,57 +39,29 @@ async def _until_disconnect(request: Request) -> None:
 
 async def chat_completions(request: Request, key: ApiKey = Depends(require_key)):
     state = request.app.state
-    rid = request_id(request)
-    started = time.perf_counter()
-    call = Call(rid, key)
-    recorder = responses.Recorder(state.accounting, call)
+    call = state.service.call(key, request_id(request))
     try:
-        await run_in_threadpool(state.accounting.admit, call)
-        req, size = await read_chat_request(request)
-        call.model, call.stream = req.model, req.stream
-        card = await run_in_threadpool(state.service.authorize_model, key, req.model)
-        run = await state.service.start(key, req, card, size)
+        await call.start(lambda: read_chat_request(request))
     except ModelStudioError as exc:
         state.metrics.requests.labels(call.model if call.model in cards() else "-", str(exc.status)).inc()
-        await recorder.finish(exc.status, None, exc.code)
         raise
-    except Exception:  # a fault of ours (the engine's, say): still one record, then a plain 500
-        state.metrics.requests.labels(call.model if call.model in cards() else "-", "500").inc()
-        await recorder.finish(500, None, "InternalError")
-        raise
-    state.metrics.ttft.labels(req.model).observe(time.perf_counter() - started)
-    state.metrics.requests.labels(req.model, "200").inc()
-    headers = {"x-request-id": rid}
-    if run.ignored:
-        headers["X-Moonserve-Ignored-Params"] = ",".join(run.ignored)
-
-    if req.stream:
-        return StreamingResponse(
-            responses.stream(run, rid, recorder),
-            media_type="text/event-stream",
-            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    # Non-stream: generate, but stop as soon as the client goes away.
-    work = asyncio.ensure_future(responses.collect(run, rid))
+    state.metrics.ttft.labels(call.model).observe(time.monotonic() - call.started)
+    state.metrics.requests.labels(call.model, "200").inc()
+    headers = {"x-request-id": call.request_id}
+    if call.ignored:
+        headers["X-Moonserve-Ignored-Params"] = ",".join(call.ignored)
+    if call.stream:
+        return StreamingResponse(responses.stream(call), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # Non-stream: generate, but end the call as soon as the client goes away.
     watch = asyncio.ensure_future(_until_disconnect(request))
-    await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-    if not work.done():
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
-        await run.deltas.aclose()
-        await recorder.finish(CLIENT_CLOSED, run.meter)
-        return PlainTextResponse("", status_code=CLIENT_CLOSED)
-    watch.cancel()
+    watch.add_done_callback(lambda t: t.cancelled() or call.end(ClientClosedRequest()))
     try:
-        body, usage = work.result()
-    except ModelStudioError as exc:
-        await recorder.finish(exc.status, run.meter, exc.code)
-        raise
-    except Exception:
-        await recorder.finish(500, run.meter, "InternalError")
-        raise
-    await recorder.finish(200, usage)  # before the reply goes out: a crash after this loses nothing
+        body = await responses.collect(call)
+    except ClientClosedRequest:
+        return PlainTextResponse("", status_code=ClientClosedRequest.status)
+    finally:
+        watch.cancel()
     return JSONResponse(body, headers=headers)
 
 
@@ -139,7 +94,7 @@ async def usage_report(request: Request, since: str | None = None, by: str = "mo
 
 
 for prefix in PREFIXES:
-    router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
+    router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"], openapi_extra=CHAT_OPENAPI)
     router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
     router.add_api_route(f"{prefix}/usage", usage_report, methods=["GET"])
 

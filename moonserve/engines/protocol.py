@@ -31,9 +31,6 @@ class ChatOptions:
     tool_choice: str = "auto"
     parallel_tool_calls: bool = False
     response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
-    # Live token counts, kept up to date by the engine as it generates: what a call used so far
-    # when it ends early (a client that disconnects still leaves a true usage record).
-    meter: "Usage | None" = None
 
 
 @dataclass(slots=True)
@@ -77,6 +74,19 @@ class Finish:
 Delta = Union[TextDelta, ReasoningDelta, ToolCallDelta, Finish]
 
 
+class Generation(Protocol):
+    """One request's generation, as an engine runs it."""
+
+    deltas: AsyncIterator[Delta]
+    """The output. The last delta is always a `Finish`, whose usage is the call's. Closing the
+    iterator early cancels the generation and frees what it held."""
+
+    def usage(self) -> Usage:
+        """What was used so far: the usage of a call that ends before its `Finish` (a client that
+        went away, a shutdown)."""
+        ...
+
+
 class Engine(Protocol):
     name: str
 
@@ -85,9 +95,8 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    def chat(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
-        """Generate. The last delta is always a `Finish`. Closing the iterator early cancels the
-        generation and frees what it held."""
+    def chat(self, conversation: Conversation, options: ChatOptions) -> Generation:
+        """Start generating (nothing runs until `deltas` is first awaited)."""
         ...
 
     def stats(self) -> dict:
@@ -96,8 +105,10 @@ class Engine(Protocol):
 
 
 class PromptTooLong(Exception):
-    def __init__(self, n_tokens: int, limit: int):
-        super().__init__(f"the prompt is {n_tokens} tokens; this deployment accepts at most {limit}")
+    def __init__(self, n_tokens: int, limit: int, *, at_least: bool = False):
+        """`at_least`: n_tokens is a lower bound (the prompt was too long to be worth tokenizing)."""
+        self.tokens = f"at least {n_tokens}" if at_least else str(n_tokens)
+        super().__init__(f"the prompt is {self.tokens} tokens; this deployment accepts at most {limit}")
         self.n_tokens = n_tokens
         self.limit = limit
 

@@ -1,15 +1,13 @@
-"""Per authenticated call: rate limits before it, exactly one ledger record after it.
+"""Per authenticated call: rate limits before it, its ledger record after it.
 
-The HTTP layer calls `admit` first, then `record` once: with the final usage before the reply's
-last byte is sent (so a crash after that cannot lose it), with the usage so far when the client
-went away (status 499), or with none for a refused call.
+`call.ChatCall` calls `admit` first and `record` exactly once, however the call ends.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from ..accounts.ledger import Ledger
 from ..accounts.limits import RateLimiter
@@ -19,18 +17,8 @@ from ..config import Config
 from ..engines.protocol import Usage
 from .billing import Cost, cost_of, price_of, to_nanos
 
-CLIENT_CLOSED = 499
-
-
-@dataclass
-class Call:
-    request_id: str
-    key: ApiKey
-    model: str = "-"
-    stream: bool = False
-    started: float = field(default_factory=time.monotonic)
-    recorded: bool = False
-
+if TYPE_CHECKING:
+    from .call import ChatCall
 
 class Accounting:
     def __init__(self, config: Config, store: Store):
@@ -38,9 +26,9 @@ class Accounting:
         self.ledger = Ledger(store.engine) if config.billing.ledger else None
         self.limiter = RateLimiter(store.engine, config.limits)
 
-    def admit(self, call: Call) -> None:
+    def admit(self, key: ApiKey) -> None:
         """Raises RateQuota (429) when the key or its workspace is over its limits."""
-        self.limiter.admit(call.key.id, call.key.workspace_id)
+        self.limiter.admit(key.id, key.workspace_id)
 
     def cost(self, model: str, usage: Usage) -> Cost | None:
         card = find_card(model)
@@ -48,11 +36,8 @@ class Accounting:
             return None
         return cost_of(usage, price_of(card, self.config.prices, self.config.billing.currency))
 
-    def record(self, call: Call, status: int, usage: Usage | None = None, error_code: str | None = None) -> None:
-        """Write the call's one record (later calls for the same call do nothing)."""
-        if call.recorded:
-            return
-        call.recorded = True
+    def record(self, call: "ChatCall", status: int, usage: Usage | None = None, error_code: str | None = None) -> None:
+        """Write the call's record."""
         usage = usage or Usage()
         self.limiter.add_tokens(call.key.id, call.key.workspace_id, usage.total_tokens)
         if self.ledger is None:

@@ -1,47 +1,44 @@
-"""One chat call, from an authenticated request to a stream of engine deltas.
+"""The chat service: what every call shares (the store, the engines, media, accounting, the calls
+in flight), and the steps of a call that need it: authorizing a model for a workspace (404, 403)
+and starting a generation (what the deployment can take, the history, media, the engine).
 
-Checks the model (404), the workspace's activation (403), the card's rules (400), what the
-deployment can take, then starts the engine and waits for its first delta so that an error before
-any output becomes a proper HTTP error rather than a broken stream.
+The life of one call, from its key to its ledger record, is `call.ChatCall`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 from ..accounts.store import ApiKey, Store
 from ..catalog import ModelCard, card as find_card
-from ..chat.template import TemplateRenderError
 from ..config import Config
-from ..engines.protocol import (Conversation, Delta, Engine, EngineOverloaded, PromptTooLong,
-                                UnsupportedResponseFormat, Usage)
-from ..errors import InvalidParameter, ModelAccessDenied, ModelNotFound, ModelStudioError, ModelUnavailable
+from ..engines.protocol import Conversation, Engine, Generation
+from ..errors import InvalidParameter, ModelAccessDenied, ModelNotFound
 from ..wire import ChatRequest
-from . import rules
+from ..workers import offload
+from .accounting import Accounting
+from .call import ChatCall
+from .calls import Calls
 from .media import MediaLoader
+from .rules import Decision
 
 log = logging.getLogger("moonserve.service")
 
 MEDIA_PARTS = {"image_url": "image", "video_url": "video", "video": "video"}
 
 
-@dataclass
-class ChatRun:
-    model: str
-    deltas: AsyncIterator[Delta]
-    meter: Usage  # the usage so far, kept by the engine
-    include_usage: bool = False
-    ignored: list[str] = field(default_factory=list)
-
-
 class ChatService:
-    def __init__(self, config: Config, store: Store, engines: dict[str, Engine], media: MediaLoader):
+    def __init__(self, config: Config, store: Store, engines: dict[str, Engine], media: MediaLoader,
+                 accounting: Accounting):
         self.config = config
         self.store = store
         self.engines = engines
         self.media = media
+        self.accounting = accounting
+        self.calls = Calls()
+
+    def call(self, key: ApiKey, request_id: str) -> ChatCall:
+        return ChatCall(self, key, request_id)
 
     def engine_for(self, model_id: str) -> Engine:
         return self.engines[self.config.routes[model_id]]
@@ -57,40 +54,17 @@ class ChatService:
             )
         return card
 
-    async def start(self, key: ApiKey, req: ChatRequest, card: ModelCard, request_bytes: int = 0) -> ChatRun:
-        decision = rules.decide(req, card)
+    async def generate(self, req: ChatRequest, card: ModelCard, decision: Decision,
+                       request_bytes: int = 0) -> Generation:
         engine = self.engine_for(card.id)
         self._check_capabilities(req, engine)
         if decision.options.tool_choice not in ("auto", "none") and not req.tools:
             raise InvalidParameter("tool_choice names a tool but no tools were given", param="tool_choice")
-        conversation = Conversation(
-            messages=history(req, decision.preserve_thinking),
-            tools=req.tools,
-        )
+        messages = await offload(history, req, decision.preserve_thinking)
+        conversation = Conversation(messages=messages, tools=req.tools)
         if getattr(engine, "accepts_media", False):
             conversation.media = await self.media.load(req, request_bytes)
-        decision.options.meter = Usage()
-        stream = engine.chat(conversation, decision.options)
-        try:
-            first = await anext(stream)
-        except ModelStudioError:
-            raise
-        except PromptTooLong as exc:
-            raise InvalidParameter(
-                f"Range of input length should be [1, {exc.limit}]; the prompt is {exc.n_tokens} tokens",
-                param="messages",
-            ) from None
-        except EngineOverloaded:
-            raise ModelUnavailable(
-                f"The deployment behind {card.id} is overloaded; retry later", headers={"Retry-After": "1"}
-            ) from None
-        except TemplateRenderError as exc:  # the model's template refused this conversation
-            raise InvalidParameter(f"messages: {exc}", param="messages") from None
-        except UnsupportedResponseFormat as exc:
-            raise InvalidParameter(f"response_format.json_schema.schema: {exc}",
-                                   param="response_format.json_schema.schema") from None
-        return ChatRun(card.id, _prepend(first, stream), decision.options.meter, decision.include_usage,
-                       decision.ignored)
+        return engine.chat(conversation, decision.options)
 
     def _check_capabilities(self, req: ChatRequest, engine: Engine) -> None:
         accepts_media = getattr(engine, "accepts_media", False)
@@ -120,12 +94,3 @@ def history(req: ChatRequest, preserve_thinking: bool) -> list[dict]:
         for m in messages[:last_user]:
             m.pop("reasoning_content", None)
     return messages
-
-
-async def _prepend(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
-    try:
-        yield first
-        async for d in rest:
-            yield d
-    finally:
-        await rest.aclose()

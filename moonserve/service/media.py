@@ -16,6 +16,7 @@ from ..media.formats import sniff
 from ..media.images import ImageRejected, decode_image
 from ..media.video import DEFAULT_FPS, VideoRejected, sample_frames
 from ..wire import ChatRequest
+from ..workers import offload
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
 
@@ -44,17 +45,18 @@ class MediaLoader:
                 if part.type == "image_url":
                     data = await self._fetch(part.image_url.url, f"{where}.image_url.url", budget)
                     budget -= len(data)
-                    items.append(MediaItem(i, j, "image", [self._image(data, where)]))
+                    items.append(MediaItem(i, j, "image", [await offload(self._image, data, where)]))
                 elif part.type == "video_url":
                     data = await self._fetch(part.video_url.url, f"{where}.video_url.url", budget)
                     budget -= len(data)
-                    items.append(MediaItem(i, j, "video", self._video(data, part.fps or DEFAULT_FPS, where)))
+                    frames = await offload(self._video, data, part.fps or DEFAULT_FPS, where)
+                    items.append(MediaItem(i, j, "video", frames))
                 elif part.type == "video":
                     frames = []
                     for k, url in enumerate(part.video[: self.max_video_frames]):
                         data = await self._fetch(url, f"{where}.video[{k}]", budget)
                         budget -= len(data)
-                        frames.append(self._image(data, f"{where}.video[{k}]"))
+                        frames.append(await offload(self._image, data, f"{where}.video[{k}]"))
                     items.append(MediaItem(i, j, "video", frames))
         return items
 

@@ -11,8 +11,9 @@ import asyncio
 import hashlib
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # llama.cpp's own JSON-schema converter
 
@@ -20,6 +21,7 @@ from ...chat.output import OutputPipeline
 from ...chat.template import ChatTemplate, TemplateRenderError
 from ...chat.text_stream import StopMatcher, Utf8Stream
 from ...config import DeploymentConfig
+from ...workers import offload
 from ..protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong,
                         UnsupportedResponseFormat, Usage)
 from .llama import Context, LlamaError, Model, Sampler, Vision
@@ -32,6 +34,25 @@ log = logging.getLogger("moonserve.engine")
 
 # A deployment's queue: requests beyond the running slots wait here; past it, 503.
 MAX_WAITING_PER_SLOT = 8
+
+# What a grammar built from a client's JSON schema may be (service/schemas.py bounds the schema
+# itself; this is the last word on what llama.cpp's recursive grammar parser is handed).
+MAX_GRAMMAR_BYTES = 512 * 1024
+MAX_GRAMMAR_NESTING = 1_200
+
+
+def check_grammar_size(grammar: str) -> None:
+    if len(grammar) > MAX_GRAMMAR_BYTES:
+        raise UnsupportedResponseFormat(f"its grammar would be {len(grammar)} bytes (at most {MAX_GRAMMAR_BYTES})")
+    depth = deepest = 0
+    for c in grammar:  # a conservative count: parentheses inside literals count too
+        if c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth -= 1
+    if deepest > MAX_GRAMMAR_NESTING:
+        raise UnsupportedResponseFormat(f"its grammar nests {deepest} groups deep (at most {MAX_GRAMMAR_NESTING})")
 
 
 
@@ -190,9 +211,13 @@ class EmbeddedEngine:
         if fmt.get("type") == "json_schema":
             schema = fmt["json_schema"].get("schema") or {}
             try:  # the converter signals what it cannot take with assertions and ValueErrors alike
-                return json_schema_to_gbnf(json.dumps(schema))
+                grammar = json_schema_to_gbnf(json.dumps(schema))
+            except RecursionError:
+                raise UnsupportedResponseFormat("this JSON schema refers to itself too deeply") from None
             except Exception as exc:
                 raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}") from None
+            check_grammar_size(grammar)
+            return grammar
         return None
 
     # -- generation -----------------------------------------------------------------------------
@@ -226,77 +251,147 @@ class EmbeddedEngine:
             k += 1
         return prompt, positions, lambda: self.vision.free_chunks(chunks), counts
 
-    async def chat(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
+    def prepare(self, conversation: Conversation, options: ChatOptions) -> "Prepared":
+        """Input processing, in a worker thread: the prompt text, its tokens (and media chunks), the
+        output bounds and the samplers (grammars are parsed here). Raises PromptTooLong,
+        TemplateRenderError or UnsupportedResponseFormat for what this deployment cannot take."""
         text = self.render(conversation, options)
         first_tool_index = sum(len(m.get("tool_calls") or ()) for m in conversation.messages)
         forced = self.forced_call_prefix(options, first_tool_index)
-        images, release, media_tokens = {}, None, {"image": 0, "video": 0}
-        if conversation.media:
-            prompt, images, release, media_tokens = self.tokenize_with_media(text + forced, conversation)
-            if prompt[-1] < 0:  # nothing after the image would carry the logits to sample from
-                release()
-                raise TemplateRenderError("the chat template ends the prompt with an image")
-        else:
-            prompt = self.tokenize_prompt(text + forced)
         limit = self.runner.ctx.n_ctx_seq
-        if len(prompt) >= limit:
-            if release:
-                release()
-            raise PromptTooLong(len(prompt), limit - 1)
+        # Every token is at most max_token_bytes long: a prompt this long cannot fit, tokenized or not.
+        if len(text) > 2 * (limit - 1) * self.model.max_token_bytes:
+            raise PromptTooLong(len(text) // self.model.max_token_bytes, limit - 1, at_least=True)
+        p = Prepared(forced=forced, first_tool_index=first_tool_index)
+        try:
+            if conversation.media:
+                p.prompt, p.images, p.release, p.media_tokens = self.tokenize_with_media(text + forced, conversation)
+                if p.prompt[-1] < 0:  # nothing after the image would carry the logits to sample from
+                    raise TemplateRenderError("the chat template ends the prompt with an image")
+            else:
+                p.prompt = self.tokenize_prompt(text + forced)
+            if len(p.prompt) >= limit:
+                raise PromptTooLong(len(p.prompt), limit - 1)
+            p.reasoning = self.thinks and options.thinking and not forced
+            p.starts_in_reasoning = p.reasoning and text.rstrip().endswith("<think>")
+            # max_completion_tokens bounds everything generated; max_tokens only the answer, which
+            # the engine can bound by itself only when no reasoning comes first.
+            p.max_new = limit - len(p.prompt)
+            if options.max_completion_tokens is not None:
+                p.max_new = min(p.max_new, options.max_completion_tokens)
+            p.answer_limit = options.max_tokens
+            if p.answer_limit is not None and not p.reasoning:
+                p.max_new, p.answer_limit = min(p.max_new, p.answer_limit), None
+            grammar = self.grammar(options)
+            sampling = dict(temperature=options.temperature, top_p=options.top_p, seed=options.seed)
+            try:
+                # With reasoning first, the response_format grammar takes over after `</think>`.
+                p.constrained = Sampler(**sampling, grammar=grammar, model=self.model) if grammar else None
+            except LlamaError as exc:
+                raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}") from None
+            p.sampler = Sampler(**sampling) if p.constrained is None or p.reasoning else p.constrained
+            return p
+        except BaseException:
+            p.close()
+            raise
 
-        reasoning = self.thinks and options.thinking and not forced
+    def chat(self, conversation: Conversation, options: ChatOptions) -> "EmbeddedGeneration":
+        return EmbeddedGeneration(self, conversation, options)
+
+
+@dataclass
+class Prepared:
+    """A request after input processing: what the runner and the output processing need."""
+
+    forced: str
+    first_tool_index: int
+    prompt: list[int] = field(default_factory=list)
+    images: dict = field(default_factory=dict)
+    release: Callable[[], None] | None = None
+    media_tokens: dict = field(default_factory=lambda: {"image": 0, "video": 0})
+    reasoning: bool = False
+    starts_in_reasoning: bool = False
+    max_new: int = 0
+    answer_limit: int | None = None
+    sampler: Sampler | None = None
+    constrained: Sampler | None = None
+
+    def close(self) -> None:
+        """Free what was allocated, for a request that never reaches the runner."""
+        for s in {id(x): x for x in (self.sampler, self.constrained) if x is not None}.values():
+            s.close()
+        if self.release is not None:
+            self.release()
+            self.release = None
+
+
+class EmbeddedGeneration:
+    """One request's generation: `deltas`, and `usage()`, what it has used so far. The counts are
+    this object's own; the `Finish` delta carries them at the end."""
+
+    def __init__(self, engine: EmbeddedEngine, conversation: Conversation, options: ChatOptions):
+        self.engine = engine
+        self.prompt_tokens = 0
+        self.media_tokens = {"image": 0, "video": 0}
+        self.counts = {"reasoning": 0, "answer": 0, "undecided": 0}
+        self.completion_tokens = 0
+        self.seq: Sequence | None = None
+        self.deltas: AsyncIterator[Delta] = self._run(conversation, options)
+
+    def usage(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     cached_tokens=self.seq.n_cached if self.seq else 0, reasoning_tokens=self.counts["reasoning"],
+                     image_tokens=self.media_tokens["image"], video_tokens=self.media_tokens["video"])
+
+    async def _prepare(self, conversation: Conversation, options: ChatOptions) -> Prepared:
+        done: list[Prepared] = []
+
+        def work() -> Prepared:
+            done.append(self.engine.prepare(conversation, options))
+            return done[0]
+
+        try:
+            return await offload(work)
+        except BaseException:
+            for p in done:  # cancelled while the worker ran: it finished all the same
+                p.close()
+            raise
+
+    async def _run(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
+        engine = self.engine
+        p = await self._prepare(conversation, options)
         pipeline = OutputPipeline(
-            reasoning=self.thinks,
-            starts_in_reasoning=reasoning and text.rstrip().endswith("<think>"),
-            tool_format=self.deployment.tool_parser if conversation.tools and self.supports_tools else None,
-            first_tool_index=first_tool_index,
+            reasoning=engine.thinks,
+            starts_in_reasoning=p.starts_in_reasoning,
+            tool_format=engine.deployment.tool_parser if conversation.tools and engine.supports_tools else None,
+            first_tool_index=p.first_tool_index,
         )
-        # max_completion_tokens bounds everything generated; max_tokens only the answer, which the
-        # engine can bound by itself only when no reasoning comes first.
-        max_new = limit - len(prompt)
-        if options.max_completion_tokens is not None:
-            max_new = min(max_new, options.max_completion_tokens)
-        answer_limit = options.max_tokens
-        if answer_limit is not None and not reasoning:
-            max_new, answer_limit = min(max_new, answer_limit), None
-
-        grammar = self.grammar(options)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        sampling = dict(temperature=options.temperature, top_p=options.top_p, seed=options.seed)
-        try:
-            # With reasoning first, the response_format grammar takes over after `</think>`.
-            constrained = Sampler(**sampling, grammar=grammar, model=self.model) if grammar else None
-        except LlamaError as exc:
-            raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}") from None
-        first = Sampler(**sampling) if constrained is None or reasoning else constrained
-        seq = Sequence(prompt=prompt, max_new_tokens=max_new, sampler=first, images=images, release=release,
-                       emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
-        if constrained is not None and reasoning:
-            seq.later_sampler, seq.switch_after = constrained, b"</think>"
-        self.runner.submit(seq)
+        seq = Sequence(prompt=p.prompt, max_new_tokens=p.max_new, sampler=p.sampler, images=p.images,
+                       release=p.release, emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+        if p.constrained is not None and p.reasoning:
+            seq.later_sampler, seq.switch_after = p.constrained, b"</think>"
+        self.seq = seq
+        self.prompt_tokens = len(p.prompt)
+        self.media_tokens = p.media_tokens
+        engine.runner.submit(seq)
 
-        meter = options.meter if options.meter is not None else Usage()
-        meter.prompt_tokens = len(prompt)
-        meter.image_tokens, meter.video_tokens = media_tokens["image"], media_tokens["video"]
         utf8 = Utf8Stream()
         stops = StopMatcher(options.stop)
-        piece = self.model.piece
-        counts = {"reasoning": 0, "answer": 0, "undecided": 0}
+        piece = engine.model.piece
+        counts = self.counts
+        answer_limit = p.answer_limit
         finished = False
 
         def finish(reason: str, completion_tokens: int) -> Finish:
             if reason == "stop" and pipeline.tool_calls_done:
                 reason = "tool_calls"
-            meter.completion_tokens = completion_tokens
-            meter.reasoning_tokens = counts["reasoning"]
-            meter.cached_tokens = seq.n_cached
-            return Finish(reason, Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens,
-                                        cached_tokens=seq.n_cached, reasoning_tokens=counts["reasoning"],
-                                        image_tokens=media_tokens["image"], video_tokens=media_tokens["video"]))
+            self.completion_tokens = completion_tokens
+            return Finish(reason, self.usage())
 
         try:
-            for d in pipeline.feed(forced):
+            for d in pipeline.feed(p.forced):
                 yield d
             while True:
                 ev = await events.get()
@@ -310,9 +405,7 @@ class EmbeddedEngine:
                         kind = "reasoning" if was_reasoning or pipeline.in_reasoning else "answer"
                         counts[kind] += 1 + counts["undecided"]
                         counts["undecided"] = 0
-                    meter.completion_tokens = sum(counts.values())
-                    meter.reasoning_tokens = counts["reasoning"]
-                    meter.cached_tokens = seq.n_cached
+                    self.completion_tokens += 1
                     reason = None
                     if stops.stopped:
                         reason = "stop"
@@ -322,10 +415,10 @@ class EmbeddedEngine:
                         reason = "length"
                     if reason:
                         finished = True
-                        self.runner.cancel(seq)
+                        engine.runner.cancel(seq)
                         for d in pipeline.flush():
                             yield d
-                        yield finish(reason, sum(counts.values()))
+                        yield finish(reason, self.completion_tokens)
                         return
                 elif type(ev) is Done:
                     finished = True
@@ -340,4 +433,4 @@ class EmbeddedEngine:
                     raise RuntimeError(f"engine failure: {ev.error}") from ev.error
         finally:
             if not finished:  # the consumer went away (client disconnect): free the sequence
-                self.runner.cancel(seq)
+                engine.runner.cancel(seq)

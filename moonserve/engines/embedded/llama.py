@@ -5,6 +5,7 @@ batch and samplers. Nothing here knows about requests; `runner.py` drives it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import logging
 import os
@@ -109,6 +110,11 @@ class Model:
                 n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
             cached = self._pieces[token] = buf.raw[:n]
         return cached
+
+    @functools.cached_property
+    def max_token_bytes(self) -> int:
+        """The longest token's length in bytes: a text of N bytes has at least N / this many tokens."""
+        return max(1, max(len(self.piece(t)) for t in range(self.n_vocab)))
 
     def is_eog(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self.vocab, token))

@@ -1,0 +1,159 @@
+"""One chat call, owned from the authenticated key to its one ledger row.
+
+The route hands over the key and a reader for the body, then renders what the call yields. The call
+does the rest, in order: refuse while the server drains (503), admit under the rate limits (429),
+read and parse the body (400, 413), authorize the model (404, 403), apply the card's rules (400),
+load media, start the engine and wait for its first delta; then it passes the deltas on.
+
+Whatever ends it writes exactly one ledger record, here and nowhere else: the `Finish` (recorded
+before it is passed on, so a crash after that loses nothing), a refusal, an engine error before or
+after the first delta (mapped to its Model Studio error; mid-stream the route sends it as an error
+event), the client going away (499, with what was generated so far), or a shutdown (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
+
+from ..accounts.store import ApiKey
+from ..catalog import ModelCard
+from ..chat.template import TemplateRenderError
+from ..engines.protocol import (Delta, EngineOverloaded, Finish, Generation, PromptTooLong,
+                                UnsupportedResponseFormat, Usage)
+from ..errors import ClientClosedRequest, InternalError, InvalidParameter, ModelStudioError, ModelUnavailable
+from ..wire import ChatRequest
+from ..workers import offload
+from . import rules
+
+if TYPE_CHECKING:
+    from .chat import ChatService
+
+log = logging.getLogger("moonserve.service")
+
+BodyReader = Callable[[], Awaitable[tuple[ChatRequest, int]]]
+
+
+class ChatCall:
+    def __init__(self, service: "ChatService", key: ApiKey, request_id: str):
+        self.service = service
+        self.key = key
+        self.request_id = request_id
+        self.model = "-"
+        self.stream = False
+        self.include_usage = False
+        self.ignored: list[str] = []
+        self.started = time.monotonic()
+        self.card: ModelCard | None = None
+        self.recorded = False
+        self._generation: Generation | None = None
+        self._first: Delta | None = None
+        self._task: asyncio.Task | None = None
+        self._ended_by: ModelStudioError | None = None  # set by `end`: why the call was ended from outside
+        self._finishing = False
+
+    # -- the call's course ----------------------------------------------------------------------
+
+    async def start(self, read_body: BodyReader) -> None:
+        """Everything up to the first delta. A refusal is recorded, then raised as its Model Studio
+        error."""
+        self._task = asyncio.current_task()
+        try:
+            await self._start(read_body)
+        except BaseException as exc:
+            raise await self._failed(exc) from None
+
+    async def _start(self, read_body: BodyReader) -> None:
+        service = self.service
+        service.calls.open(self)  # 503 while the server drains
+        await asyncio.to_thread(service.accounting.admit, self.key)
+        req, size = await read_body()
+        self.model, self.stream = req.model, req.stream
+        self.card = await asyncio.to_thread(service.authorize_model, self.key, req.model)
+        decision = await offload(rules.decide, req, self.card)
+        self.include_usage, self.ignored = decision.include_usage, decision.ignored
+        self._generation = await service.generate(req, self.card, decision, size)
+        self._first = await anext(self._generation.deltas)
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """The deltas, from the first; the last is the `Finish`. Errors come out as Model Studio
+        errors, already recorded."""
+        self._task = asyncio.current_task()
+        stream = self._generation.deltas
+        d = self._first
+        try:
+            while True:
+                if type(d) is Finish:
+                    self._finishing = True
+                    await self._record(200, d.usage)
+                    yield d
+                    return
+                yield d
+                d = await anext(stream)
+        except GeneratorExit:  # the consumer stopped reading: the client is gone
+            self._record_now(ClientClosedRequest.status, ClientClosedRequest.code)
+            raise
+        except BaseException as exc:
+            raise await self._failed(exc) from None
+        finally:
+            await stream.aclose()
+
+    def end(self, error: ModelStudioError) -> None:
+        """End the call from outside (a shutdown; a client gone while its reply was computed): the
+        task running it is cancelled, and the call ends with `error`, recorded."""
+        task = self._task
+        if self._ended_by is None and not self._finishing and not self.recorded and task and not task.done():
+            self._ended_by = error
+            task.cancel()
+
+    # -- how it ends ----------------------------------------------------------------------------
+
+    async def _failed(self, exc: BaseException) -> BaseException:
+        """Record the call's end by exception; what to raise in its place."""
+        if isinstance(exc, asyncio.CancelledError):
+            if self._ended_by is None:  # cancelled by the server: the client went away
+                self._record_now(ClientClosedRequest.status, ClientClosedRequest.code)
+                return exc
+            self._task.uncancel()
+            error = self._ended_by
+        else:
+            error = model_studio_error(exc, self.request_id)
+        await self._record(error.status, self._usage(), error.code)
+        return error
+
+    def _usage(self) -> Usage | None:
+        return self._generation.usage() if self._generation is not None else None
+
+    async def _record(self, status: int, usage: Usage | None, code: str | None = None) -> None:
+        if not self.recorded:
+            self.recorded = True
+            self.service.calls.close(self)
+            await asyncio.to_thread(self.service.accounting.record, self, status, usage, code)
+
+    def _record_now(self, status: int, code: str | None) -> None:
+        """Synchronous: usable while the task is being cancelled, where an await would be cut short."""
+        if not self.recorded:
+            self.recorded = True
+            self.service.calls.close(self)
+            self.service.accounting.record(self, status, self._usage(), code)
+
+
+def model_studio_error(exc: BaseException, request_id: str) -> ModelStudioError:
+    """What an exception from anywhere in a call means to the client."""
+    if isinstance(exc, ModelStudioError):
+        return exc
+    if isinstance(exc, PromptTooLong):
+        return InvalidParameter(f"Range of input length should be [1, {exc.limit}]; the prompt is {exc.tokens} tokens",
+                                param="messages")
+    if isinstance(exc, EngineOverloaded):
+        return ModelUnavailable("The deployment behind this model is overloaded; retry later",
+                                headers={"Retry-After": "1"})
+    if isinstance(exc, TemplateRenderError):  # the model's template refused this conversation
+        return InvalidParameter(f"messages: {exc}", param="messages")
+    if isinstance(exc, UnsupportedResponseFormat):
+        return InvalidParameter(f"response_format.json_schema.schema: {exc}",
+                                param="response_format.json_schema.schema")
+    log.error("call %s failed", request_id, exc_info=exc)
+    return InternalError()
