@@ -86,6 +86,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._redirect(f"http://localhost:{port}/img.png")
         if self.path == "/redirect-to-v6-loopback":
             return self._redirect(f"http://[::1]:{port}/img.png")
+        if self.path == "/redirect-to-data":
+            return self._redirect("data:image/png;base64,iVBORw0KGgo=")
         if self.path == "/redirect-ok":
             return self._redirect("/img.png")
         if self.path == "/endless":  # no Content-Length, never ends
@@ -98,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
         if self.path == "/slow":
             time.sleep(3)
-        body = FILES.get(self.path)
+        body = FILES.get(self.path.split("?", 1)[0])
         if body is None:
             self.send_response(404)
             self.end_headers()

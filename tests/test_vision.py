@@ -128,3 +128,17 @@ def test_media_errors_through_http(vision, media):
                        {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data"}}]}]})
     assert r.status_code == 400 and r.json()["error"]["code"] == "BadRequest.InputDownloadFailed"
     assert r.json()["error"]["param"] == "messages[0].content[0].image_url.url"
+
+
+def test_a_redirect_to_a_data_url_is_a_download_failure(vision, media):
+    r = httpx.post(f"{vision.base_url}/chat/completions", headers={"Authorization": f"Bearer {vision.key}"},
+                   json={"model": MODEL, "messages": [{"role": "user", "content": [
+                       image(media, "/redirect-to-data")]}]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "BadRequest.InputDownloadFailed"
+    assert r.json()["error"]["param"] == "messages[0].content[0].image_url.url"
+
+
+def test_media_urls_and_their_query_strings_stay_out_of_the_log(vision, media):
+    ask(vision, [image(media, "/img.png?signature=SECRET-TOKEN-42")])
+    assert "SECRET-TOKEN-42" not in vision.output()

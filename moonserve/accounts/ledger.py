@@ -72,7 +72,10 @@ def parse_since(text: str | None) -> datetime | None:
     text = text.strip()
     units = {"m": 60, "h": 3600, "d": 86400}
     if text[:-1].isdigit() and text[-1] in units:
-        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        try:
+            return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        except (OverflowError, ValueError):  # before year 1, or too many digits to be a number
+            raise ValueError(f"{text!r} reaches back further than dates go") from None
     try:
         t = datetime.fromisoformat(text)
     except ValueError:

@@ -71,8 +71,10 @@ class Fetcher:
             try:
                 req = self._client.build_request("GET", target, headers=headers, extensions=extensions)
                 resp = await self._client.send(req, stream=True)
-            except httpx.HTTPError as exc:
-                raise FetchRefused(f"could not be fetched: {type(exc).__name__}") from None
+            # InvalidURL is no HTTPError: httpx raises it for a bad URL, or a redirect's Location
+            # that is no http(s) URL (e.g. `data:`), which it parses even with redirects off.
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise FetchRefused(f"could not be fetched: {type(exc).__name__}: {exc}") from None
             try:
                 if resp.status_code in REDIRECTS:
                     location = resp.headers.get("location")
@@ -100,13 +102,17 @@ class Fetcher:
 
     async def _pin(self, url: str) -> tuple[str, str, str | None]:
         """(URL to request with the checked IP as host, Host header, TLS server name)."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # raises for a port that is no number or out of range
+        except ValueError as exc:
+            raise FetchRefused(f"not a valid URL: {exc}") from None
         if parts.scheme not in ("http", "https"):
             raise FetchRefused("only http and https URLs can be fetched")
         host = parts.hostname
         if not host:
             raise FetchRefused("the URL has no host")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = port or (443 if parts.scheme == "https" else 80)
         host_header = parts.netloc.rsplit("@", 1)[-1]
         if host.lower() in self.policy.allow_hosts:
             return url, host_header, None

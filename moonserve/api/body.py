@@ -1,0 +1,110 @@
+"""The chat call's body: JSON only, read in chunks and refused as soon as it passes the cap, parsed
+and validated in a worker thread (a 20 MB body must not hold the event loop).
+
+What `json.loads` accepts but the rest of the server cannot take is refused here, naming the place:
+nesting deeper than MAX_DEPTH, and lone UTF-16 surrogates (`"\\ud800"`), which no UTF-8 text,
+tokenizer or database can hold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi import Request
+from pydantic import ValidationError
+
+from ..errors import InvalidParameter, RequestTooLarge
+from ..service.media import MAX_REQUEST_BYTES
+from ..wire import ChatRequest
+from ..workers import offload
+from .errors import validation_error
+
+MAX_DEPTH = 64  # a tool's schema may nest 48 levels (service/schemas.py), inside 4 of the body's
+# A \uD800-\uDFFF escape: only then can a parsed string hold a lone surrogate.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+async def read_json_body(request: Request, cap: int = MAX_REQUEST_BYTES) -> bytes:
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        mime = content_type.split(";", 1)[0].strip().lower()
+        if mime != "application/json" and not mime.endswith("+json"):
+            raise InvalidParameter(f"Content-Type must be application/json, not {mime or 'empty'!r}",
+                                   param="Content-Type")
+    # The rest of the body stays unread: the connection closes after the reply, so the client stops sending.
+    too_large = RequestTooLarge("The request may not exceed 100 MB (text plus images and videos)", param="body",
+                                headers={"Connection": "close"})
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise too_large  # stop reading here
+    return bytes(body)
+
+
+async def read_chat_request(request: Request) -> tuple[ChatRequest, int]:
+    raw = await read_json_body(request)
+    return await offload(parse_chat_request, raw), len(raw)
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise InvalidParameter("The request body must be a JSON object", param="body")
+    # The guide's Node.js example sends `extra_body: {...}` literally (the Node SDK passes unknown
+    # keys through); Model Studio reads those fields as top-level ones, and so do we.
+    extra = body.pop("extra_body", None)
+    if isinstance(extra, dict):
+        for k, v in extra.items():
+            body.setdefault(k, v)
+    try:
+        return ChatRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def parse_json(raw: bytes):
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise InvalidParameter(f"The request body is nested too deeply (at most {MAX_DEPTH} levels)",
+                               param="body") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or a number past Python's 4,300-digit limit
+        raise InvalidParameter(f"The request body is not valid JSON: {exc}", param="body") from None
+    check_values(value, strings=SURROGATE_ESCAPE.search(raw) is not None)
+    return value
+
+
+def check_values(value, *, strings: bool) -> None:
+    """Depth, and (when `strings`) that every string and key is valid Unicode text. Iterative."""
+    stack = [(value, "body", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if isinstance(node, str):
+            if strings:
+                _check_text(node, where)
+            continue
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth >= MAX_DEPTH:
+            raise InvalidParameter(f"{where}: the request body is nested too deeply (at most {MAX_DEPTH} levels)",
+                                   param=where)
+        if isinstance(node, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(node))
+        else:
+            for k, v in node.items():
+                if strings:
+                    _check_text(k, where)
+                stack.append((v, k if where == "body" else f"{where}.{k}", depth + 1))
+
+
+def _check_text(s: str, where: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidParameter(f"{where}: contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text",
+                               param=where) from None
