@@ -140,22 +140,36 @@ def models_list(workspace: str = WorkspaceOpt, config: Optional[str] = ConfigOpt
     """The public model ids, their deployment, and whether the workspace activated them."""
     cfg = _config(config)
     active = _store(cfg).activated_models(workspace)
-    rows = [
-        {
+    rows = []
+    for c in cards().values():
+        d = cfg.deployments[cfg.routes[c.id]]
+        # the sampling a call gets: the deployment's own where it declares it, else the card's
+        thinking_t = d.temperature if d.temperature is not None else c.temperature(True)
+        plain_t = d.temperature if d.temperature is not None else c.temperature(False)
+        rows.append({
             "id": c.id,
             "thinking": "thinking-only" if c.thinking_only else "hybrid",
-            "deployment": cfg.routes[c.id],
-            "engine": cfg.deployments[cfg.routes[c.id]].engine,
+            "deployment": d.name,
+            "engine": d.engine,
+            "sampling": {"from": "deployment" if d.temperature is not None or d.top_p is not None else "model card",
+                         "temperature_thinking": thinking_t,
+                         "temperature_non_thinking": None if c.thinking_only else plain_t,
+                         "top_p": d.top_p if d.top_p is not None else c.top_p},
+            "max_output_tokens": d.max_output_tokens,
             "activated": c.id in active,
-        }
-        for c in cards().values()
-    ]
+        })
     if as_json:
         _print_json(rows)
         return
-    table = Table("model", "thinking", "deployment", "engine", f"activated ({workspace})")
+    table = Table("model", "thinking", "deployment", "engine", "sampling", "max output", f"activated ({workspace})")
     for r in rows:
-        table.add_row(r["id"], r["thinking"], r["deployment"], r["engine"], "yes" if r["activated"] else "no")
+        sp = r["sampling"]
+        temps = f"{sp['temperature_thinking']:g}" + ("" if sp["temperature_non_thinking"] is None or
+                                                      sp["temperature_non_thinking"] == sp["temperature_thinking"]
+                                                      else f" / {sp['temperature_non_thinking']:g}")
+        table.add_row(r["id"], r["thinking"], r["deployment"], r["engine"],
+                      f"T {temps}, top_p {sp['top_p']:g} ({sp['from']})",
+                      str(r["max_output_tokens"] or "context"), "yes" if r["activated"] else "no")
     out.print(table)
 
 

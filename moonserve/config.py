@@ -51,6 +51,16 @@ class DeploymentConfig:
     thinking_variable: str = "enable_thinking"  # template variable that switches thinking ("thinking" for Kimi K2.5+)
     reasoning_parser: str = "none"  # "think": the model writes <think>…</think>; "none": it never reasons
     tool_parser: str = "none"  # "kimi_k2", "hermes" (Qwen), or "none" (tools are refused)
+    # What these weights need (see README, "Deployments of other weights"). The Kimi cards' fixed
+    # sampling belongs to the Kimi weights; other weights may declare their own, used instead.
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None  # tokens generated when a request bounds neither max_tokens nor max_completion_tokens
+    # Guided thinking, for weights that cannot think by themselves (reasoning_parser = "think" and a
+    # template that pre-fills `<think>`): the reasoning is held to this many lines of at most
+    # guided_thinking_line_chars characters, then closed with `</think>`. 0: off.
+    guided_thinking_lines: int = 0
+    guided_thinking_line_chars: int = 160
     # upstream engines
     base_url: str | None = None
     api_key: str | None = None

@@ -48,7 +48,8 @@ def sse_events(resp: httpx.Response) -> list:
 # -- replies ---------------------------------------------------------------------------------------
 
 def test_non_stream_reply_has_model_studio_shape(server):
-    r = post(server, {"model": MODEL, "messages": [{"role": "user", "content": "What is 1+1?"}], "max_tokens": 20})
+    r = post(server, {"model": MODEL, "messages": [{"role": "user", "content": "What is 1+1?"}], "max_tokens": 20,
+                      "enable_thinking": False})
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
@@ -85,13 +86,14 @@ def test_default_system_prompt_of_the_template_is_counted(client, vocab):
     expected = len(vocab.tokenize(chatml([("system", SMOLLM_SYSTEM), ("user", "Hi")]).encode(),
                                   add_bos=False, special=True))
     completion = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                                max_tokens=3)
+                                                max_tokens=3, extra_body={"enable_thinking": False})
     assert completion.usage.prompt_tokens == expected
 
 
 def test_stream_chunks_and_usage(server, vocab):
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
-            "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 12, "seed": 11}
+            "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 12, "seed": 11,
+            "enable_thinking": False}
     with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body,
                       headers={"Authorization": f"Bearer {server.key}"}, timeout=60) as r:
         assert r.status_code == 200
@@ -136,12 +138,14 @@ def test_seed_makes_replies_reproducible(client):
 
 def test_stop_sequence_ends_the_answer(client):
     messages = [{"role": "user", "content": "Write a sentence about the sea."}]
-    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, seed=7)
+    no_thinking = {"enable_thinking": False}
+    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, seed=7, extra_body=no_thinking)
     text = full.choices[0].message.content
     words = text.split()
     assert len(words) > 4, text
     stop = " " + words[3]
-    cut = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, seed=7, stop=[stop])
+    cut = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, seed=7, stop=[stop],
+                                         extra_body=no_thinking)
     assert cut.choices[0].finish_reason == "stop"
     assert cut.choices[0].message.content == text[: text.index(stop)]
     assert cut.usage.completion_tokens < full.usage.completion_tokens
@@ -149,8 +153,13 @@ def test_stop_sequence_ends_the_answer(client):
 
 def test_max_tokens_bounds_the_answer(client):
     c = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Describe Paris."}],
-                                       max_tokens=5, seed=2)
+                                       max_tokens=5, seed=2, extra_body={"enable_thinking": False})
     assert c.choices[0].finish_reason == "length" and c.usage.completion_tokens == 5
+    # in thinking mode it bounds the answer only: the reasoning comes on top
+    c = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Describe Paris."}],
+                                       max_tokens=5, seed=2, extra_body={"enable_thinking": True})
+    u = c.usage
+    assert c.choices[0].finish_reason == "length" and u.completion_tokens - u.completion_tokens_details.reasoning_tokens == 5
 
 
 def test_unknown_fields_are_accepted(server):

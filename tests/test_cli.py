@@ -51,3 +51,18 @@ def test_config_errors_are_reported_not_raised(tmp_path):
     r = run(tmp_path, "models", "list", "--config", str(cfg), check=False)
     assert r.returncode == 2 and "rules and prices are fixed" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_models_list_shows_the_sampling_and_output_bound_each_call_gets(tmp_path):
+    rows = {r["id"]: r for r in json.loads(run(tmp_path, "models", "list", "--json").stdout)}
+    default = rows["kimi/kimi-k2.6"]
+    assert default["deployment"] == "smollm2" and default["max_output_tokens"] == 512
+    assert default["sampling"] == {"from": "deployment", "temperature_thinking": 0.2,
+                                   "temperature_non_thinking": 0.2, "top_p": 0.9}
+    # a deployment of Kimi weights declares nothing: the card's fixed sampling applies
+    config = tmp_path / "kimi.toml"
+    config.write_text('[deployments.kimi]\nmodel = "/models/kimi.gguf"\n[models."kimi/kimi-k2.6"]\ndeployment = "kimi"\n')
+    rows = {r["id"]: r for r in json.loads(run(tmp_path, "models", "list", "--json", "--config", str(config)).stdout)}
+    assert rows["kimi/kimi-k2.6"]["sampling"] == {"from": "model card", "temperature_thinking": 1.0,
+                                                  "temperature_non_thinking": 0.6, "top_p": 0.95}
+    assert rows["kimi/kimi-k2.6"]["max_output_tokens"] is None

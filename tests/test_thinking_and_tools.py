@@ -320,20 +320,24 @@ def test_json_after_reasoning_in_thinking_mode(client):
     assert json.loads(r.choices[0].message.content) == {"answer": 42}
 
 
-def test_json_object_and_json_schema_are_enforced_on_a_real_model(server):
-    """SmolLM2 (the default deployment) does not reason: the grammar constrains the whole reply."""
+@pytest.mark.parametrize("thinking", [False, True])
+def test_json_object_and_json_schema_are_enforced_on_a_real_model(server, thinking):
+    """SmolLM2 (the default deployment): without thinking the grammar constrains the whole reply;
+    with (guided) thinking, the answer after the reasoning."""
     c = server.client()
-    r = c.chat.completions.create(model="kimi/kimi-k2.6", max_tokens=200, seed=4,
-                                  messages=user("Describe a cat as JSON."), response_format={"type": "json_object"})
-    assert isinstance(json.loads(r.choices[0].message.content), dict)
+    if not thinking:  # (a free-form object after reasoning may run past max_tokens: a truncated reply)
+        r = c.chat.completions.create(model="kimi/kimi-k2.6", max_tokens=200, seed=4, extra_body={"enable_thinking": False},
+                                      messages=user("Describe a cat as JSON."), response_format={"type": "json_object"})
+        assert isinstance(json.loads(r.choices[0].message.content), dict)
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
                                                "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}
-    r = c.chat.completions.create(model="kimi/kimi-k2.6", max_tokens=200, seed=4,
+    r = c.chat.completions.create(model="kimi/kimi-k2.6", max_tokens=200, seed=4, extra_body={"enable_thinking": thinking},
                                   messages=user("Invent a person."),
                                   response_format={"type": "json_schema",
                                                    "json_schema": {"name": "person", "schema": schema}})
     jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+    assert bool(getattr(r.choices[0].message, "reasoning_content", None)) == thinking
 
 
 @pytest.mark.parametrize("schema", [
@@ -347,3 +351,22 @@ def test_invalid_or_unenforceable_response_format_schema_is_a_400(server, schema
                          "response_format": {"type": "json_schema", "json_schema": {"schema": schema}}})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "response_format.json_schema.schema"
+
+
+def test_a_tool_call_without_reasoning_in_thinking_mode_can_be_sent_back_unchanged(client):
+    """The model calls a tool without reasoning (scenario 3) in thinking mode (k2.5's default): the
+    reply carries reasoning_content "" so that the SDK's own message, sent back as it came, passes
+    the thinking-mode rule for tool-call messages."""
+    messages = user("Weather in Paris? 3")
+    r = client.chat.completions.create(model="kimi/kimi-k2.5", messages=messages, tools=[WEATHER_TOOL])
+    m = r.choices[0].message
+    assert m.tool_calls and m.reasoning_content == ""
+    messages += [m.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": m.tool_calls[0].id, "content": "Sunny~"}]
+    r = client.chat.completions.create(model="kimi/kimi-k2.5", messages=messages, tools=[WEATHER_TOOL])
+    assert r.choices[0].message.content == "It is sunny in Beijing."
+    # the same through a stream, accumulated as the SDK's helper does
+    with client.chat.completions.stream(model="kimi/kimi-k2.5", messages=user("Weather in Paris? 3"),
+                                             tools=[WEATHER_TOOL]) as stream:
+        final = stream.get_final_completion().choices[0].message
+    assert final.tool_calls and getattr(final, "reasoning_content", None) == ""

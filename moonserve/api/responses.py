@@ -69,7 +69,7 @@ async def collect(call: ChatCall) -> dict:
                 finish = d
     assert finish is not None, "engine stream ended without Finish"
     message: dict = {"role": "assistant", "content": "".join(content)}
-    if reasoning:
+    if call.thinking:  # even when empty: a client that sends the message back is never refused
         message["reasoning_content"] = "".join(reasoning)
     if tools.calls:
         message["tool_calls"] = tools.calls
@@ -108,10 +108,15 @@ async def stream(call: ChatCall) -> AsyncIterator[bytes]:
         })
 
     yield chunk({"role": "assistant", "content": ""})
+    reasoned = not call.thinking  # in thinking mode, reasoning_content comes first, even when empty
     try:
         async with aclosing(call.deltas()) as deltas:
             async for d in deltas:
                 t = type(d)
+                if not reasoned:
+                    reasoned = True
+                    if t is not ReasoningDelta:
+                        yield chunk({"content": None, "reasoning_content": ""})
                 if t is TextDelta:
                     yield chunk({"content": d.text})
                 elif t is ReasoningDelta:

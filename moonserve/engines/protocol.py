@@ -118,5 +118,9 @@ class EngineOverloaded(Exception):
 
 
 class UnsupportedResponseFormat(Exception):
-    """The engine cannot enforce this response_format (e.g. a schema its grammar converter cannot
-    take, such as a remote $ref): the client's to change, a 400."""
+    """The engine cannot enforce a schema the client sent (e.g. one its grammar converter cannot
+    take, such as a remote $ref): the client's to change, a 400 naming `param`."""
+
+    def __init__(self, message: str, param: str = "response_format.json_schema.schema"):
+        super().__init__(message)
+        self.param = param

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 from ..accounts.store import ApiKey
 from ..catalog import ModelCard
 from ..chat.template import TemplateRenderError
-from ..engines.protocol import (Delta, EngineOverloaded, Finish, Generation, PromptTooLong,
+from ..engines.protocol import (Delta, EngineOverloaded, Finish, Generation, PromptTooLong, ReasoningDelta,
                                 UnsupportedResponseFormat, Usage)
 from ..errors import ClientClosedRequest, InternalError, InvalidParameter, ModelStudioError, ModelUnavailable
 from ..wire import ChatRequest
@@ -44,6 +44,7 @@ class ChatCall:
         self.model = "-"
         self.stream = False
         self.include_usage = False
+        self.thinking = False  # a thinking-mode reply always carries reasoning_content; another never does
         self.ignored: list[str] = []
         self.started = time.monotonic()
         self.card: ModelCard | None = None
@@ -74,6 +75,7 @@ class ChatCall:
         self.card = await asyncio.to_thread(service.authorize_model, self.key, req.model)
         decision = await offload(rules.decide, req, self.card)
         self.include_usage, self.ignored = decision.include_usage, decision.ignored
+        self.thinking = decision.options.thinking
         self._generation = await service.generate(req, self.card, decision, size)
         self._first = await anext(self._generation.deltas)
 
@@ -85,12 +87,14 @@ class ChatCall:
         d = self._first
         try:
             while True:
-                if type(d) is Finish:
+                t = type(d)
+                if t is Finish:
                     self._finishing = True
                     await self._record(200, d.usage)
                     yield d
                     return
-                yield d
+                if t is not ReasoningDelta or self.thinking:  # reasoning written unasked is billed, not shown
+                    yield d
                 d = await anext(stream)
         except GeneratorExit:  # the consumer stopped reading: the client is gone
             self._record_now(ClientClosedRequest.status, ClientClosedRequest.code)
@@ -153,7 +157,6 @@ def model_studio_error(exc: BaseException, request_id: str) -> ModelStudioError:
     if isinstance(exc, TemplateRenderError):  # the model's template refused this conversation
         return InvalidParameter(f"messages: {exc}", param="messages")
     if isinstance(exc, UnsupportedResponseFormat):
-        return InvalidParameter(f"response_format.json_schema.schema: {exc}",
-                                param="response_format.json_schema.schema")
+        return InvalidParameter(f"{exc.param}: {exc}", param=exc.param)
     log.error("call %s failed", request_id, exc_info=exc)
     return InternalError()

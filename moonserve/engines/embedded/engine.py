@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
-
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf  # llama.cpp's own JSON-schema converter
 
 from ...chat.output import OutputPipeline
 from ...chat.template import ChatTemplate, TemplateRenderError
@@ -24,6 +21,7 @@ from ...config import DeploymentConfig
 from ...workers import offload
 from ..protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, Finish, PromptTooLong,
                         UnsupportedResponseFormat, Usage)
+from . import grammars
 from .llama import Context, LlamaError, Model, Sampler, Vision
 from .prefix_cache import PrefixCache
 from .runner import Runner
@@ -34,27 +32,6 @@ log = logging.getLogger("moonserve.engine")
 
 # A deployment's queue: requests beyond the running slots wait here; past it, 503.
 MAX_WAITING_PER_SLOT = 8
-
-# What a grammar built from a client's JSON schema may be (service/schemas.py bounds the schema
-# itself; this is the last word on what llama.cpp's recursive grammar parser is handed).
-MAX_GRAMMAR_BYTES = 512 * 1024
-MAX_GRAMMAR_NESTING = 1_200
-
-
-def check_grammar_size(grammar: str) -> None:
-    if len(grammar) > MAX_GRAMMAR_BYTES:
-        raise UnsupportedResponseFormat(f"its grammar would be {len(grammar)} bytes (at most {MAX_GRAMMAR_BYTES})")
-    depth = deepest = 0
-    for c in grammar:  # a conservative count: parentheses inside literals count too
-        if c == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c == ")":
-            depth -= 1
-    if deepest > MAX_GRAMMAR_NESTING:
-        raise UnsupportedResponseFormat(f"its grammar nests {deepest} groups deep (at most {MAX_GRAMMAR_NESTING})")
-
-
 
 def text_of(content) -> str:
     """A message's content as text for a text-only template: parts of type text, joined."""
@@ -85,7 +62,7 @@ class EmbeddedEngine:
         log.info("deployment %s: loading %s", d.name, path)
         model = Model(str(path))
         if d.chat_template:
-            source = Path(d.chat_template).expanduser().read_text()
+            source = resolve_weights(d.chat_template, self.models_dir).read_text()  # a path, package: or hf://
         else:
             source = model.chat_template()
             if not source:
@@ -188,37 +165,15 @@ class EmbeddedEngine:
         add_bos = model.add_bos and not text.startswith(self.template.bos_token or "\0")
         return model.tokenize(text, add_special=add_bos, parse_special=True)
 
-    def forced_call_prefix(self, options: ChatOptions, first_index: int) -> str:
-        """Text put at the start of the answer so that a call must follow (tool_choice "required"
-        or a named function); it is parsed like generated text."""
-        if options.tool_choice in ("auto", "none"):
-            return ""
-        named = options.tool_choice != "required"
-        if self.deployment.tool_parser == "kimi_k2":
-            prefix = "<|tool_calls_section_begin|><|tool_call_begin|>"
-            if named:
-                prefix += f"functions.{options.tool_choice}:{first_index}<|tool_call_argument_begin|>"
-            return prefix
-        prefix = "<tool_call>\n{\"name\": \""
-        if named:
-            prefix += f"{options.tool_choice}\", \"arguments\": "
-        return prefix
-
-    def grammar(self, options: ChatOptions) -> str | None:
-        fmt = options.response_format or {}
-        if fmt.get("type") == "json_object":
-            return JSON_GBNF
-        if fmt.get("type") == "json_schema":
-            schema = fmt["json_schema"].get("schema") or {}
-            try:  # the converter signals what it cannot take with assertions and ValueErrors alike
-                grammar = json_schema_to_gbnf(json.dumps(schema))
-            except RecursionError:
-                raise UnsupportedResponseFormat("this JSON schema refers to itself too deeply") from None
-            except Exception as exc:
-                raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}") from None
-            check_grammar_size(grammar)
-            return grammar
-        return None
+    def forced_call(self, conversation: Conversation, options: ChatOptions, first_index: int):
+        """(prefix, grammar) for a forced tool call (tool_choice "required" or a named function):
+        the prefix opens the call in the answer and is parsed like generated text; the grammar
+        makes the rest a complete call whose arguments match the tool's schema."""
+        if options.tool_choice in ("auto", "none") or not self.supports_tools:
+            return "", None
+        fmt = self.deployment.tool_parser
+        return (grammars.forced_call_prefix(fmt, options.tool_choice, first_index),
+                grammars.forced_call_grammar(fmt, options.tool_choice, conversation.tools or [], first_index))
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -255,9 +210,10 @@ class EmbeddedEngine:
         """Input processing, in a worker thread: the prompt text, its tokens (and media chunks), the
         output bounds and the samplers (grammars are parsed here). Raises PromptTooLong,
         TemplateRenderError or UnsupportedResponseFormat for what this deployment cannot take."""
+        d = self.deployment
         text = self.render(conversation, options)
         first_tool_index = sum(len(m.get("tool_calls") or ()) for m in conversation.messages)
-        forced = self.forced_call_prefix(options, first_tool_index)
+        forced, call_grammar = self.forced_call(conversation, options, first_tool_index)
         limit = self.runner.ctx.n_ctx_seq
         # Every token is at most max_token_bytes long: a prompt this long cannot fit, tokenized or not.
         if len(text) > 2 * (limit - 1) * self.model.max_token_bytes:
@@ -275,25 +231,48 @@ class EmbeddedEngine:
             p.reasoning = self.thinks and options.thinking and not forced
             p.starts_in_reasoning = p.reasoning and text.rstrip().endswith("<think>")
             # max_completion_tokens bounds everything generated; max_tokens only the answer, which
-            # the engine can bound by itself only when no reasoning comes first.
+            # the engine can bound by itself only when no reasoning comes first. A request that
+            # bounds neither gets the deployment's max_output_tokens.
             p.max_new = limit - len(p.prompt)
             if options.max_completion_tokens is not None:
                 p.max_new = min(p.max_new, options.max_completion_tokens)
+            elif options.max_tokens is None and d.max_output_tokens:
+                p.max_new = min(p.max_new, d.max_output_tokens)
             p.answer_limit = options.max_tokens
             if p.answer_limit is not None and not p.reasoning:
                 p.max_new, p.answer_limit = min(p.max_new, p.answer_limit), None
-            grammar = self.grammar(options)
-            sampling = dict(temperature=options.temperature, top_p=options.top_p, seed=options.seed)
-            try:
-                # With reasoning first, the response_format grammar takes over after `</think>`.
-                p.constrained = Sampler(**sampling, grammar=grammar, model=self.model) if grammar else None
-            except LlamaError as exc:
-                raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}") from None
-            p.sampler = Sampler(**sampling) if p.constrained is None or p.reasoning else p.constrained
+            self._samplers(p, options, call_grammar or grammars.response_format_grammar(options.response_format))
             return p
         except BaseException:
             p.close()
             raise
+
+    def _samplers(self, p: "Prepared", options: ChatOptions, answer_grammar: str | None) -> None:
+        """The answer's sampler (constrained by `answer_grammar`, if any) and, when reasoning comes
+        first, the reasoning's, which hands over to the answer's after `</think>`. With guided
+        thinking the reasoning is constrained too (see grammars.thinking_grammar)."""
+        d = self.deployment
+        sampling = dict(temperature=d.temperature if d.temperature is not None else options.temperature,
+                        top_p=d.top_p if d.top_p is not None else options.top_p, seed=options.seed)
+
+        def sampler(grammar: str | None, param: str) -> Sampler:
+            try:
+                return Sampler(**sampling, grammar=grammar, model=self.model)
+            except LlamaError as exc:
+                raise UnsupportedResponseFormat(f"this JSON schema cannot be enforced: {exc}", param) from None
+
+        answer_param = "tools" if options.tool_choice not in ("auto", "none") else "response_format.json_schema.schema"
+        answer = sampler(answer_grammar, answer_param) if answer_grammar else None
+        if not p.reasoning:
+            p.sampler = answer or sampler(None, "")
+            return
+        p.guided = d.guided_thinking_lines > 0 and p.starts_in_reasoning
+        if p.guided:
+            p.sampler = sampler(grammars.thinking_grammar(d.guided_thinking_lines, d.guided_thinking_line_chars), "")
+            p.later_sampler = answer or sampler(None, "")
+        else:
+            p.sampler = sampler(None, "")
+            p.later_sampler = answer
 
     def chat(self, conversation: Conversation, options: ChatOptions) -> "EmbeddedGeneration":
         return EmbeddedGeneration(self, conversation, options)
@@ -314,12 +293,14 @@ class Prepared:
     max_new: int = 0
     answer_limit: int | None = None
     sampler: Sampler | None = None
-    constrained: Sampler | None = None
+    later_sampler: Sampler | None = None  # takes over after `</think>` (guided: where its grammar ends)
+    guided: bool = False
 
     def close(self) -> None:
         """Free what was allocated, for a request that never reaches the runner."""
-        for s in {id(x): x for x in (self.sampler, self.constrained) if x is not None}.values():
-            s.close()
+        for s in (self.sampler, self.later_sampler):
+            if s is not None:
+                s.close()
         if self.release is not None:
             self.release()
             self.release = None
@@ -370,8 +351,12 @@ class EmbeddedGeneration:
         events: asyncio.Queue = asyncio.Queue()
         seq = Sequence(prompt=p.prompt, max_new_tokens=p.max_new, sampler=p.sampler, images=p.images,
                        release=p.release, emit=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
-        if p.constrained is not None and p.reasoning:
-            seq.later_sampler, seq.switch_after = p.constrained, b"</think>"
+        if p.later_sampler is not None:
+            seq.later_sampler = p.later_sampler
+            if p.guided:
+                seq.switch_at_end = True
+            else:
+                seq.switch_after = b"</think>"
         self.seq = seq
         self.prompt_tokens = len(p.prompt)
         self.media_tokens = p.media_tokens

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import struct
 import logging
 import os
@@ -116,6 +117,11 @@ class Model:
         """The longest token's length in bytes: a text of N bytes has at least N / this many tokens."""
         return max(1, max(len(self.piece(t)) for t in range(self.n_vocab)))
 
+    @functools.cached_property
+    def eog_ids(self) -> tuple[int, ...]:
+        """Every end-of-generation token (EOS, EOT, <|im_end|>, ...)."""
+        return tuple(t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t))
+
     def is_eog(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self.vocab, token))
 
@@ -153,6 +159,12 @@ class Context:
         self.memory = C.llama_get_memory(self.ptr)
         self.batch = C.llama_batch_init(n_batch, 0, 1)
         self._n = 0
+
+    def forbid(self, index: int, tokens: tuple[int, ...]) -> None:
+        """Make `tokens` impossible in the logits of batch row `index` before it is sampled."""
+        logits = C.llama_get_logits_ith(self.ptr, index)
+        for t in tokens:
+            logits[t] = -math.inf
 
     def close(self) -> None:
         if self.ptr:

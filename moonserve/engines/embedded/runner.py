@@ -183,6 +183,10 @@ class Runner:
         model = self.model
         for seq, idx in sample_at:
             token = seq.sampler.sample(ctx, idx)
+            if seq.switch_at_end and model.is_eog(token):  # the first sampler's grammar is complete
+                self._switch_sampler(seq)
+                ctx.forbid(idx, model.eog_ids)  # what follows may not end before it begins
+                token = seq.sampler.sample(ctx, idx)  # the same logits, the next sampler's draw
             seq.generated.append(token)
             self.tokens_generated += 1
             if model.is_eog(token):
@@ -216,8 +220,12 @@ class Runner:
     def _maybe_switch_sampler(self, seq: Sequence, token: int) -> None:
         seq.recent = (seq.recent + self.model.piece(token))[-64:]
         if seq.switch_after in seq.recent:
-            seq.sampler.close()
-            seq.sampler, seq.later_sampler, seq.switch_after = seq.later_sampler, None, None
+            self._switch_sampler(seq)
+
+    @staticmethod
+    def _switch_sampler(seq: Sequence) -> None:
+        seq.sampler.close()
+        seq.sampler, seq.later_sampler, seq.switch_after, seq.switch_at_end = seq.later_sampler, None, None, False
 
     # -- the prefill worker ------------------------------------------------------------------------
 
