@@ -143,7 +143,16 @@ def stream(server: Server, messages: list[dict], max_tokens: int, seed: int = 1,
     return StreamTiming(sent, times, usage)
 
 
+# The raw baselines sample like the Kimi cards in non-thinking mode; the default deployment declares
+# SmolLM2's own sampling (0.2 / 0.9), so the benchmarks' server is told to sample like the baselines.
+SAME_SAMPLING = "[deployments.smollm2]\ntemperature = 0.6\ntop_p = 0.95\n"
+
+
 def serve(config: str = "") -> Server:
+    if "[deployments.smollm2]" in config:
+        config = config.replace("[deployments.smollm2]\n", SAME_SAMPLING, 1)
+    else:
+        config = SAME_SAMPLING + config
     return start_server(Path(tempfile.mkdtemp(prefix="moonserve-bench-")), config=config)
 
 

@@ -19,7 +19,7 @@ def burst(server, run):
         r = httpx.post(f"{server.base_url}/chat/completions", timeout=120,
                        headers={"Authorization": f"Bearer {server.key}"},
                        json={"model": MODEL, "messages": [{"role": "user", "content": f"Say hi to {run}-{i}."}],
-                             "max_tokens": 4, "seed": i})
+                             "max_tokens": 4, "seed": i, "enable_thinking": False})
         r.raise_for_status()
 
     t0 = time.perf_counter()
