@@ -36,6 +36,22 @@ def wait_idle(server: Server, timeout: float = 10, deployment: str = "smollm2") 
 
 
 @pytest.fixture(scope="session")
+def scripted_kimi(tmp_path_factory) -> Server:
+    """kimi/kimi-k2.6 served by the scripted model (scripted_model.py) in the Kimi K2 formats, with
+    thinking: a deterministic partner for protocol and framework tests of reasoning and tool use."""
+    from scripted_model import write_scripted_model
+
+    d = tmp_path_factory.mktemp("scripted_kimi")
+    gguf = write_scripted_model(d / "scripted.gguf")
+    s = start_server(d / "home", config=(
+        f'[deployments.scripted]\nmodel = "{gguf}"\ncontext_length = 2048\nmax_sequences = 2\n'
+        'reasoning_parser = "think"\ntool_parser = "kimi_k2"\n'
+        '[models."kimi/kimi-k2.6"]\ndeployment = "scripted"\n'))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
 def pg_cluster():
     """A throwaway PostgreSQL cluster, started by the tests themselves."""
     from moonserve import testing_pg

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from moonserve.testing import ROOT, start_server
-from scripted_model import write_scripted_model
+from moonserve.testing import ROOT
 
 RECIPES = ROOT / "examples" / "agents"
 AGENTS_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
@@ -29,15 +28,8 @@ TOOL_LOOP = {"RECIPE_QUESTION": "What is the weather in Beijing? 2", "RECIPE_WEA
 
 
 @pytest.fixture(scope="module")
-def scripted(tmp_path_factory):
-    d = tmp_path_factory.mktemp("agents_scripted")
-    gguf = write_scripted_model(d / "scripted.gguf")
-    s = start_server(d / "home", config=(
-        f'[deployments.scripted]\nmodel = "{gguf}"\ncontext_length = 2048\nmax_sequences = 2\n'
-        'reasoning_parser = "think"\ntool_parser = "kimi_k2"\n'
-        '[models."kimi/kimi-k2.6"]\ndeployment = "scripted"\n'))
-    yield s
-    s.stop()
+def scripted(scripted_kimi):
+    return scripted_kimi
 
 
 def run_recipe(command: list[str], server, call: str, *, cwd: Path = RECIPES, **env) -> dict:

@@ -46,6 +46,8 @@ usage_records = Table(
     Column("status", Integer, nullable=False),  # HTTP status; 499: the client went away mid-reply
     Column("error_code", String(64)),
     Column("stream", Boolean, nullable=False),
+    # how the call came: "chat" (Chat Completions) or "anthropic" (Anthropic Messages)
+    Column("protocol", String(16), nullable=False, server_default="chat"),
     Column("prompt_tokens", Integer, nullable=False),
     Column("cached_tokens", Integer, nullable=False),
     Column("text_tokens", Integer, nullable=False),

@@ -19,7 +19,8 @@ from ..service.bootstrap import FirstRun, first_run
 from ..media.fetch import FetchPolicy, Fetcher
 from ..service.chat import ChatService
 from ..service.media import MediaLoader
-from . import errors
+from ..service.signatures import load_signer
+from . import anthropic, errors
 from .metrics import Metrics
 from .routes import OPENAPI_SCHEMAS, router
 
@@ -60,8 +61,10 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
                                     app.state.accounting)
     app.state.metrics = Metrics(engines)
     app.state.started_at = int(time.time())
+    app.state.signer = load_signer(config.home)
     errors.install(app)
     app.include_router(router)
+    app.include_router(anthropic.router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

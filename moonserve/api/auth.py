@@ -1,4 +1,5 @@
-"""API keys as a FastAPI dependency: `Authorization: Bearer <key>`, valid in this server's region."""
+"""API keys: `Authorization: Bearer <key>` (and, for the Anthropic protocol, `x-api-key: <key>`),
+valid in this server's region."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ from ..errors import InvalidApiKey
 
 
 def require_key(request: Request) -> ApiKey:
-    """Sync on purpose: FastAPI runs it in its thread pool, so the database lookup never blocks
-    the event loop."""
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
+    """A FastAPI dependency. Sync on purpose: FastAPI runs it in its thread pool, so the database
+    lookup never blocks the event loop."""
+    return authenticate(request, bearer_secret(request))
+
+
+def require_key_or_x_api_key(request: Request) -> ApiKey:
+    """The Anthropic SDKs send `x-api-key` (ANTHROPIC_API_KEY), or Bearer (ANTHROPIC_AUTH_TOKEN)."""
+    secret = request.headers.get("x-api-key", "").strip() or bearer_secret(request)
+    return authenticate(request, secret)
+
+
+def bearer_secret(request: Request) -> str:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""
+
+
+def authenticate(request: Request, secret: str) -> ApiKey:
+    if not secret:
         raise InvalidApiKey(
             "You didn't provide an API key. Send it in the Authorization header as 'Bearer <key>'."
         )

@@ -99,6 +99,10 @@ class Engine(Protocol):
         """Start generating (nothing runs until `deltas` is first awaited)."""
         ...
 
+    def count_tokens(self, conversation: Conversation, options: ChatOptions) -> int:
+        """The prompt's length in tokens (blocking: the service runs it in a worker thread)."""
+        ...
+
     def stats(self) -> dict:
         """Numbers for /health and /metrics (no secrets)."""
         ...

@@ -52,6 +52,7 @@ class Accounting:
             "status": status,
             "error_code": error_code,
             "stream": call.stream,
+            "protocol": call.protocol,
             "prompt_tokens": usage.prompt_tokens,
             "cached_tokens": usage.cached_tokens,
             "text_tokens": usage.prompt_tokens - usage.image_tokens - usage.video_tokens,

@@ -37,10 +37,11 @@ BodyReader = Callable[[], Awaitable[tuple[ChatRequest, int]]]
 
 
 class ChatCall:
-    def __init__(self, service: "ChatService", key: ApiKey, request_id: str):
+    def __init__(self, service: "ChatService", key: ApiKey, request_id: str, protocol: str = "chat"):
         self.service = service
         self.key = key
         self.request_id = request_id
+        self.protocol = protocol  # the wire format it came by: "chat" or "anthropic"
         self.model = "-"
         self.stream = False
         self.include_usage = False
@@ -126,6 +127,9 @@ class ChatCall:
             error = model_studio_error(exc, self.request_id)
         await self._record(error.status, self._usage(), error.code)
         return error
+
+    def usage_so_far(self) -> Usage:
+        return self._usage() or Usage()
 
     def _usage(self) -> Usage | None:
         return self._generation.usage() if self._generation is not None else None

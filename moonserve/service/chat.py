@@ -7,6 +7,7 @@ The life of one call, from its key to its ledger record, is `call.ChatCall`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ..accounts.store import ApiKey, Store
@@ -20,6 +21,7 @@ from .accounting import Accounting
 from .call import ChatCall
 from .calls import Calls
 from .media import MediaLoader
+from . import rules
 from .rules import Decision
 
 log = logging.getLogger("moonserve.service")
@@ -37,8 +39,8 @@ class ChatService:
         self.accounting = accounting
         self.calls = Calls()
 
-    def call(self, key: ApiKey, request_id: str) -> ChatCall:
-        return ChatCall(self, key, request_id)
+    def call(self, key: ApiKey, request_id: str, protocol: str = "chat") -> ChatCall:
+        return ChatCall(self, key, request_id, protocol)
 
     def engine_for(self, model_id: str) -> Engine:
         return self.engines[self.config.routes[model_id]]
@@ -65,6 +67,16 @@ class ChatService:
         if getattr(engine, "accepts_media", False):
             conversation.media = await self.media.load(req, request_bytes)
         return engine.chat(conversation, decision.options)
+
+    async def count_tokens(self, key: ApiKey, req: ChatRequest) -> int:
+        """The prompt tokens a call with this request would use, under the same checks (no ledger
+        record: nothing is generated)."""
+        card = await asyncio.to_thread(self.authorize_model, key, req.model)
+        decision = await offload(rules.decide, req, card)
+        engine = self.engine_for(card.id)
+        self._check_capabilities(req, engine)
+        messages = await offload(history, req, decision.preserve_thinking)
+        return await offload(engine.count_tokens, Conversation(messages=messages, tools=req.tools), decision.options)
 
     def _check_capabilities(self, req: ChatRequest, engine: Engine) -> None:
         accepts_media = getattr(engine, "accepts_media", False)

@@ -274,6 +274,13 @@ class EmbeddedEngine:
             p.sampler = sampler(None, "")
             p.later_sampler = answer
 
+    def count_tokens(self, conversation: Conversation, options: ChatOptions) -> int:
+        """The prompt's length in tokens, as `chat` would send it (sync: call it off the event loop)."""
+        text = self.render(conversation, options)
+        if len(text) > 2 * self.runner.ctx.n_ctx_seq * self.model.max_token_bytes:
+            raise PromptTooLong(len(text) // self.model.max_token_bytes, self.runner.ctx.n_ctx_seq - 1, at_least=True)
+        return len(self.tokenize_prompt(text))
+
     def chat(self, conversation: Conversation, options: ChatOptions) -> "EmbeddedGeneration":
         return EmbeddedGeneration(self, conversation, options)
 
