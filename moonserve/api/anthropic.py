@@ -11,6 +11,7 @@ checks when a client sends them back (service/signatures.py).
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from typing import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -255,41 +256,42 @@ async def stream(call: ChatCall, signer: ReasoningSigner) -> AsyncIterator[bytes
         return out
 
     try:
-        async for d in call.deltas():
-            t = type(d)
-            if t is Finish:
-                for e in close():
-                    yield e
-                open_kind = None
-                yield _event("message_delta", {"delta": {"stop_reason": STOP_REASONS.get(d.reason, "end_turn"),
-                                                         "stop_sequence": None},
-                                               "usage": {"output_tokens": d.usage.completion_tokens}})
-                yield _event("message_stop", {})
-                return
-            if t is ToolCallDelta and d.id is not None or t is not ToolCallDelta and open_kind != (
-                    "thinking" if t is ReasoningDelta else "text"):
-                if t is TextDelta and not d.text:
-                    continue
-                for e in close():
-                    yield e
-                index += 1
+        async with aclosing(call.deltas()) as deltas:
+            async for d in deltas:
+                t = type(d)
+                if t is Finish:
+                    for e in close():
+                        yield e
+                    open_kind = None
+                    yield _event("message_delta", {"delta": {"stop_reason": STOP_REASONS.get(d.reason, "end_turn"),
+                                                             "stop_sequence": None},
+                                                   "usage": {"output_tokens": d.usage.completion_tokens}})
+                    yield _event("message_stop", {})
+                    return
+                if t is ToolCallDelta and d.id is not None or t is not ToolCallDelta and open_kind != (
+                        "thinking" if t is ReasoningDelta else "text"):
+                    if t is TextDelta and not d.text:
+                        continue
+                    for e in close():
+                        yield e
+                    index += 1
+                    if t is ReasoningDelta:
+                        open_kind, thought = "thinking", []
+                        block = {"type": "thinking", "thinking": "", "signature": ""}
+                    elif t is TextDelta:
+                        open_kind, block = "text", {"type": "text", "text": ""}
+                    else:
+                        open_kind, block = "tool_use", {"type": "tool_use", "id": d.id, "name": d.name, "input": {}}
+                    yield _event("content_block_start", {"index": index, "content_block": block})
                 if t is ReasoningDelta:
-                    open_kind, thought = "thinking", []
-                    block = {"type": "thinking", "thinking": "", "signature": ""}
+                    thought.append(d.text)
+                    yield _event("content_block_delta", {"index": index, "delta": {"type": "thinking_delta",
+                                                                                   "thinking": d.text}})
                 elif t is TextDelta:
-                    open_kind, block = "text", {"type": "text", "text": ""}
-                else:
-                    open_kind, block = "tool_use", {"type": "tool_use", "id": d.id, "name": d.name, "input": {}}
-                yield _event("content_block_start", {"index": index, "content_block": block})
-            if t is ReasoningDelta:
-                thought.append(d.text)
-                yield _event("content_block_delta", {"index": index, "delta": {"type": "thinking_delta",
-                                                                               "thinking": d.text}})
-            elif t is TextDelta:
-                yield _event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": d.text}})
-            elif d.arguments:
-                yield _event("content_block_delta", {"index": index, "delta": {"type": "input_json_delta",
-                                                                               "partial_json": d.arguments}})
+                    yield _event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": d.text}})
+                elif d.arguments:
+                    yield _event("content_block_delta", {"index": index, "delta": {"type": "input_json_delta",
+                                                                                   "partial_json": d.arguments}})
     except ModelStudioError as exc:
         yield _event("error", {"error": error_body(exc, call.request_id)["error"]})
 
