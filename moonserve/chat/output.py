@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engines.protocol import ReasoningDelta, TextDelta
+from .deltas import ReasoningDelta, TextDelta
 from .reasoning import ReasoningParser
 from .tool_calls import TOOL_PARSERS
 

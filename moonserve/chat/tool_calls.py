@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from ..engines.protocol import TextDelta, ToolCallDelta
+from .deltas import TextDelta, ToolCallDelta
 from .markers import split
 
 KIMI_SECTION_BEGIN = ("<|tool_calls_section_begin|>", "<|tool_call_section_begin|>")

@@ -7,7 +7,9 @@ The service layer decides policy (the model card's rules) and hands an engine a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, Union
+from typing import AsyncIterator, Protocol
+
+from ..chat.deltas import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage  # noqa: F401 (the protocol's types)
 
 
 @dataclass
@@ -33,45 +35,6 @@ class ChatOptions:
     response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
 
 
-@dataclass(slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(slots=True)
-class ReasoningDelta:
-    text: str
-
-
-@dataclass(slots=True)
-class ToolCallDelta:
-    index: int
-    arguments: str
-    id: str | None = None  # set on a tool call's first piece, with name
-    name: str | None = None
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    image_tokens: int = 0
-    video_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(slots=True)
-class Finish:
-    reason: str  # "stop" | "length" | "tool_calls"
-    usage: Usage
-
-
-Delta = Union[TextDelta, ReasoningDelta, ToolCallDelta, Finish]
 
 
 class Generation(Protocol):
