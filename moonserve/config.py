@@ -112,6 +112,12 @@ class BillingConfig:
 
 
 @dataclass
+class ResponsesConfig:
+    """Stored responses of the OpenAI Responses protocol (`store`, `previous_response_id`)."""
+    retention_days: float = 30.0  # a stored response is gone this long after it was created
+
+
+@dataclass
 class Config:
     home: Path
     database_url: str
@@ -122,6 +128,7 @@ class Config:
     prices: dict[str, dict] = field(default_factory=dict)  # model id -> {"input": ..., "output": ...}
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -150,7 +157,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     operator = _read_toml(Path(path)) if path else {}
 
     unknown = set(operator) - {"server", "deployments", "models", "database_url", "home", "billing", "prices",
-                               "limits", "media"}
+                               "limits", "media", "responses"}
     if unknown:
         raise ConfigError(f"config file: unknown section(s) {sorted(unknown)}")
     if "home" in operator:
@@ -192,22 +199,18 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         or f"sqlite:///{home / 'moonserve.db'}"
     )
     return Config(home=home, database_url=database_url, server=server, deployments=deployments, routes=routes,
-                  billing=_billing(operator.get("billing", {})), prices=_prices(operator.get("prices", {}), routes),
-                  limits=_limits(operator.get("limits", {})), media=_media(operator.get("media", {})))
+                  billing=_section(BillingConfig, "billing", operator), prices=_prices(operator.get("prices", {}), routes),
+                  limits=_limits(operator.get("limits", {})), media=_section(MediaConfig, "media", operator),
+                  responses=_section(ResponsesConfig, "responses", operator))
 
 
-def _media(data: dict) -> MediaConfig:
-    known = {f.name for f in fields(MediaConfig)}
+def _section(cls, name: str, operator: dict):
+    """A flat section of plain settings: `[name]` in the operator's file, as `cls`."""
+    data = operator.get(name, {})
+    known = {f.name for f in fields(cls)}
     if set(data) - known:
-        raise ConfigError(f"[media]: unknown setting(s) {sorted(set(data) - known)}")
-    return MediaConfig(**data)
-
-
-def _billing(data: dict) -> BillingConfig:
-    known = {f.name for f in fields(BillingConfig)}
-    if set(data) - known:
-        raise ConfigError(f"[billing]: unknown setting(s) {sorted(set(data) - known)}")
-    return BillingConfig(**data)
+        raise ConfigError(f"[{name}]: unknown setting(s) {sorted(set(data) - known)}")
+    return cls(**data)
 
 
 def _prices(data: dict, routes: dict) -> dict[str, dict]:

@@ -67,6 +67,14 @@ class ModelNotFound(ModelStudioError):
         )
 
 
+class NotFound(ModelStudioError):
+    """404: a stored object (a stored response) that this workspace does not have."""
+
+    status = 404
+    code = "NotFound"
+    type = "invalid_request_error"
+
+
 class RequestTooLarge(ModelStudioError):
     status = 413
     code = "BadRequest.TooLarge"

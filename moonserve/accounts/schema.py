@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -46,7 +46,7 @@ usage_records = Table(
     Column("status", Integer, nullable=False),  # HTTP status; 499: the client went away mid-reply
     Column("error_code", String(64)),
     Column("stream", Boolean, nullable=False),
-    # how the call came: "chat" (Chat Completions) or "anthropic" (Anthropic Messages)
+    # how the call came: "chat" (Chat Completions), "anthropic" (Messages) or "responses" (OpenAI Responses)
     Column("protocol", String(16), nullable=False, server_default="chat"),
     Column("prompt_tokens", Integer, nullable=False),
     Column("cached_tokens", Integer, nullable=False),
@@ -76,4 +76,18 @@ rate_windows = Table(
     Column("window", BigInteger, primary_key=True),  # minutes since the epoch
     Column("requests", Integer, nullable=False),
     Column("tokens", BigInteger, nullable=False),
+)
+
+# Responses of the OpenAI Responses protocol kept for `previous_response_id` and GET /responses/{id}:
+# the response as it was sent, and the conversation that led to it (chat messages, with the reply),
+# both JSON. Scoped to a workspace; gone after the retention period.
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("workspace_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("response", Text, nullable=False),
+    Column("conversation", Text, nullable=False),
 )

@@ -15,7 +15,7 @@ from contextlib import aclosing
 from typing import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -25,9 +25,10 @@ from ..service.call import ChatCall, model_studio_error
 from ..service.signatures import ReasoningSigner
 from ..wire import ChatRequest
 from ..workers import offload
-from . import responses
+from . import chat_replies
 from .auth import require_key_or_x_api_key
 from .body import parse_json, read_json_body
+from .disconnect import unless_client_leaves
 from .errors import request_id, validation_error
 
 router = APIRouter()
@@ -209,7 +210,7 @@ def message_id(rid: str) -> str:
 
 
 async def collect(call: ChatCall, signer: ReasoningSigner) -> dict:
-    chat = await responses.collect(call)
+    chat = await chat_replies.collect(call)
     m, choice = chat["choices"][0]["message"], chat["choices"][0]
     content: list[dict] = []
     if m.get("reasoning_content"):
@@ -312,10 +313,10 @@ async def messages(request: Request):
         return StreamingResponse(stream(call, signer), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
     try:
-        body = await collect(call, signer)
+        body = await unless_client_leaves(request, call, collect(call, signer))
     except ModelStudioError as exc:
         return error_response(exc, rid)
-    return JSONResponse(body, headers=headers)
+    return body if isinstance(body, PlainTextResponse) else JSONResponse(body, headers=headers)
 
 
 async def count_tokens(request: Request):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from contextlib import asynccontextmanager
 from typing import Callable
 
@@ -12,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
 from ..accounts.store import Store
+from ..accounts.stored_responses import StoredResponses
 from ..config import Config
 from ..engines import create_engine
 from ..service.accounting import Accounting
@@ -22,6 +24,7 @@ from ..service.media import MediaLoader
 from ..service.signatures import load_signer
 from . import anthropic, errors
 from .metrics import Metrics
+from .openai_responses import routes as openai_responses
 from .routes import OPENAPI_SCHEMAS, router
 
 log = logging.getLogger("moonserve")
@@ -62,9 +65,11 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     app.state.metrics = Metrics(engines)
     app.state.started_at = int(time.time())
     app.state.signer = load_signer(config.home)
+    app.state.stored_responses = StoredResponses(store.engine, timedelta(days=config.responses.retention_days))
     errors.install(app)
     app.include_router(router)
     app.include_router(anthropic.router)
+    app.include_router(openai_responses.router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

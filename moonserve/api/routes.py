@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Depends, Request
@@ -13,11 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from ..accounts.ledger import parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
-from ..errors import ClientClosedRequest, InvalidParameter, ModelStudioError
+from ..errors import InvalidParameter, ModelStudioError
 from ..wire import ChatRequest
-from . import responses
+from . import chat_replies
 from .auth import require_key
 from .body import read_chat_request
+from .disconnect import unless_client_leaves
 from .errors import request_id
 
 router = APIRouter()
@@ -30,11 +30,6 @@ OPENAPI_SCHEMAS: dict = _chat_schema.pop("$defs", {})
 OPENAPI_SCHEMAS["ChatRequest"] = _chat_schema
 CHAT_OPENAPI = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/ChatRequest"}}}}}
-
-
-async def _until_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 async def chat_completions(request: Request, key: ApiKey = Depends(require_key)):
@@ -51,18 +46,10 @@ async def chat_completions(request: Request, key: ApiKey = Depends(require_key))
     if call.ignored:
         headers["X-Moonserve-Ignored-Params"] = ",".join(call.ignored)
     if call.stream:
-        return StreamingResponse(responses.stream(call), media_type="text/event-stream",
+        return StreamingResponse(chat_replies.stream(call), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    # Non-stream: generate, but end the call as soon as the client goes away.
-    watch = asyncio.ensure_future(_until_disconnect(request))
-    watch.add_done_callback(lambda t: t.cancelled() or call.end(ClientClosedRequest()))
-    try:
-        body = await responses.collect(call)
-    except ClientClosedRequest:
-        return PlainTextResponse("", status_code=ClientClosedRequest.status)
-    finally:
-        watch.cancel()
-    return JSONResponse(body, headers=headers)
+    body = await unless_client_leaves(request, call, chat_replies.collect(call))
+    return body if isinstance(body, PlainTextResponse) else JSONResponse(body, headers=headers)
 
 
 async def list_models(request: Request, key: ApiKey = Depends(require_key)):

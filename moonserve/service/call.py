@@ -41,7 +41,7 @@ class ChatCall:
         self.service = service
         self.key = key
         self.request_id = request_id
-        self.protocol = protocol  # the wire format it came by: "chat" or "anthropic"
+        self.protocol = protocol  # the wire format it came by: "chat", "anthropic" or "responses"
         self.model = "-"
         self.stream = False
         self.include_usage = False

@@ -1,0 +1,172 @@
+"""POST /responses (plain or streamed), GET and DELETE /responses/{id}.
+
+A Responses call is a chat call with protocol "responses": the request is translated before the
+call parses it, the call's deltas become output items, and a completed response is stored (unless
+`store` is false) for `previous_response_id` and GET.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import aclosing
+from itertools import count
+from typing import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ...accounts.store import ApiKey
+from ...accounts.stored_responses import StoredResponses
+from ...errors import InternalError, InvalidParameter, ModelStudioError, NotFound
+from ...service.call import ChatCall
+from ...wire import ChatRequest
+from ...workers import offload
+from ..auth import require_key
+from ..body import parse_json, read_json_body
+from ..disconnect import unless_client_leaves
+from ..errors import request_id, validation_error
+from .output import OutputBuilder, response_object
+from .request import Turn, fail, to_chat_body
+
+log = logging.getLogger("moonserve.responses")
+router = APIRouter()
+PREFIXES = ("/api/v2/apps/protocols/compatible-mode/v1", "/v1")
+
+
+def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: list[Turn]):
+    """The call's body reader: the chat request that the Responses request means. The turn goes to
+    `turns` as soon as it is known, so that a later refusal can be named in the request's terms."""
+
+    def parse(raw: bytes) -> ChatRequest:
+        body = parse_json(raw)
+        if not isinstance(body, dict):
+            raise InvalidParameter("The request body must be a JSON object", param="body")
+        previous = None
+        pid = body.get("previous_response_id")
+        if pid is not None:
+            found = stored.get(key.workspace_id, pid) if isinstance(pid, str) and len(pid) <= 64 else None
+            if found is None:
+                fail("previous_response_id", f"no stored response {pid!r} in this workspace (never stored, "
+                                             "deleted, or past its retention)")
+            previous = found.conversation
+        chat, turn = to_chat_body(body, previous)
+        turns.append(turn)
+        try:
+            return ChatRequest.model_validate(chat)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+
+    async def read() -> tuple[ChatRequest, int]:
+        raw = await read_json_body(request)
+        return await offload(parse, raw), len(raw)
+
+    return read
+
+
+class Reply:
+    """One response: its output items as they are built, then stored and sent."""
+
+    def __init__(self, call: ChatCall, turn: Turn, stored: StoredResponses):
+        self.call, self.turn, self.stored = call, turn, stored
+        hex_id = call.request_id.replace("-", "")
+        self.id = f"resp_{hex_id}"
+        self.created = int(time.time())
+        self.output = OutputBuilder(hex_id, call.thinking)
+
+    def response(self, status: str, **kw) -> dict:
+        return response_object(self.id, self.call.model, self.turn, self.created, status=status,
+                               output=self.output.items, **kw)
+
+    async def finished(self) -> dict:
+        finish = self.output.finish
+        body = self.response("incomplete" if finish.reason == "length" else "completed", usage=finish.usage)
+        if self.turn.store:
+            conversation = self.turn.history + [self.output.assistant_message()]
+            try:
+                await asyncio.to_thread(self.stored.save, self.call.key.workspace_id, body, conversation)
+            except Exception:
+                log.exception("response %s could not be stored", self.id)
+                raise InternalError("The response was generated but could not be stored; send it again") from None
+        return body
+
+    async def collect(self) -> dict:
+        async with aclosing(self.call.deltas()) as deltas:
+            async for d in deltas:
+                self.output.feed(d)
+        return await self.finished()
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """response.created, response.in_progress, each item's events, then response.completed (or
+        .incomplete); an error after the start is an `error` event and response.failed."""
+        numbers = count()
+
+        def sse(event: dict) -> bytes:
+            event["sequence_number"] = next(numbers)
+            return (f"event: {event['type']}\ndata: ".encode()
+                    + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n")
+
+        yield sse({"type": "response.created", "response": self.response("in_progress")})
+        yield sse({"type": "response.in_progress", "response": self.response("in_progress")})
+        try:
+            async with aclosing(self.call.deltas()) as deltas:
+                async for d in deltas:
+                    for event in self.output.feed(d):
+                        yield sse(event)
+            body = await self.finished()
+            yield sse({"type": f"response.{body['status']}", "response": body})
+        except ModelStudioError as exc:
+            yield sse({"type": "error", "code": exc.code, "message": exc.message, "param": exc.param})
+            yield sse({"type": "response.failed",
+                       "response": self.response("failed", error={"code": exc.code, "message": exc.message})})
+
+
+async def create_response(request: Request, key: ApiKey = Depends(require_key)):
+    state, rid = request.app.state, request_id(request)
+    call = state.service.call(key, rid, protocol="responses")
+    turns: list[Turn] = []
+    try:
+        await call.start(read_turn(request, key, state.stored_responses, turns))
+    except InvalidParameter as exc:
+        if turns:  # name the field as the Responses request did
+            exc.message = turns[0].rename(exc.message)
+            exc.param = exc.param and turns[0].rename(exc.param)
+        raise
+    turn = turns[0]
+    reply = Reply(call, turn, state.stored_responses)
+    headers = {"x-request-id": rid}
+    ignored = call.ignored + turn.ignored
+    if ignored:
+        headers["X-Moonserve-Ignored-Params"] = ",".join(ignored)
+    if call.stream:
+        return StreamingResponse(reply.stream(), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    body = await unless_client_leaves(request, call, reply.collect())
+    return body if isinstance(body, PlainTextResponse) else JSONResponse(body, headers=headers)
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"No stored response {response_id!r} in this workspace", param="response_id")
+
+
+async def get_response(request: Request, response_id: str, key: ApiKey = Depends(require_key)):
+    found = await run_in_threadpool(request.app.state.stored_responses.get, key.workspace_id, response_id)
+    if found is None:
+        raise _not_found(response_id)
+    return found.response
+
+
+async def delete_response(request: Request, response_id: str, key: ApiKey = Depends(require_key)):
+    if not await run_in_threadpool(request.app.state.stored_responses.delete, key.workspace_id, response_id):
+        raise _not_found(response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+for prefix in PREFIXES:
+    router.add_api_route(f"{prefix}/responses", create_response, methods=["POST"])
+    router.add_api_route(f"{prefix}/responses/{{response_id}}", get_response, methods=["GET"])
+    router.add_api_route(f"{prefix}/responses/{{response_id}}", delete_response, methods=["DELETE"])
