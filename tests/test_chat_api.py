@@ -340,3 +340,5 @@ def test_fixed_sampling_parameters_are_ignored_and_reported(server):
     r = post(server, {"model": MODEL, "messages": HELLO, "max_tokens": 2, "temperature": 0.1, "top_p": 0.5})
     assert r.status_code == 200
     assert r.headers["x-moonserve-ignored-params"] == "temperature,top_p"
+    r = post(server, {"model": MODEL, "messages": HELLO, "max_tokens": 2, "reasoning_effort": "high"})
+    assert r.status_code == 200 and r.headers["x-moonserve-ignored-params"] == "reasoning_effort"

@@ -5,6 +5,7 @@ place. Bounded in count and time; no answer may be a 5xx, and the server is aliv
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -54,10 +55,33 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
     assert server.proc.poll() is None
 
 
-VALID = {"model": MODEL, "messages": [{"role": "system", "content": "Be brief."},
-                                      {"role": "user", "content": "Hi"}],
-         "max_tokens": 4, "enable_thinking": False}
-
+# per protocol: its path, a valid body, the places to break it, and the keys of its error body
+PROTOCOLS = {
+    "chat": ("/compatible-mode/v1/chat/completions",
+             {"model": MODEL, "max_tokens": 8, "messages": [{"role": "system", "content": "Be brief."},
+                                                             {"role": "user", "content": "Hi"}]},
+             ["model", "messages", "messages.0", "messages.1", "messages.1.content", "messages.1.role",
+              "messages.1.content.0", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stop",
+              "seed", "n", "tools", "tool_choice", "response_format", "enable_thinking", "preserve_thinking",
+              "thinking", "temperature", "top_p", "logprobs", "parallel_tool_calls", "extra_body", "user"]),
+    "responses": ("/api/v2/apps/protocols/compatible-mode/v1/responses",
+                  {"model": MODEL, "max_output_tokens": 8, "instructions": "Be brief.", "enable_thinking": False,
+                   "input": [
+                      {"role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
+                      {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": "c1", "output": "ok"}],
+                   "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]},
+                  ["model", "input", "input.0", "input.0.content", "input.0.content.0", "input.0.role", "input.1",
+                   "input.1.arguments", "input.1.call_id", "input.2.output", "instructions", "tools", "tools.0",
+                   "tools.0.parameters", "tool_choice", "text", "reasoning", "max_output_tokens", "stream",
+                   "previous_response_id", "store", "metadata", "include", "enable_thinking", "truncation"]),
+    "anthropic": ("/apps/anthropic/v1/messages",
+                  {"model": MODEL, "max_tokens": 8, "system": "Be brief.",
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]},
+                  ["model", "max_tokens", "system", "messages", "messages.0", "messages.0.content",
+                   "messages.0.content.0", "messages.0.role", "tools", "tool_choice", "thinking", "stop_sequences",
+                   "stream", "temperature", "metadata"]),
+}
 ODD_VALUES = [
     None, True, -1, 0, 2**31, 2**64, -2**63, 1e308, -0.0, 3.5, "", "x" * 10000, "\u0000", "\ud83d\ude00", "ab\u202e",
     "\ud800", "a\udfffb",
@@ -66,16 +90,13 @@ ODD_VALUES = [
     {"type": "json_schema", "json_schema": {"schema": {"$ref": "#"}}},
     {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "((((a*)*)*)*)*b"}}},
 ]
-PLACES = ["model", "messages", "messages.0", "messages.1", "messages.1.content", "messages.1.role",
-          "messages.1.content.0", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stop",
-          "seed", "n", "tools", "tool_choice", "response_format", "enable_thinking", "preserve_thinking",
-          "thinking", "temperature", "top_p", "logprobs", "parallel_tool_calls", "extra_body", "user"]
 
 
-def mutate(rng: random.Random) -> dict:
-    body = json.loads(json.dumps(VALID))
+
+def mutate(rng: random.Random, valid: dict, places: list[str]) -> dict:
+    body = json.loads(json.dumps(valid))
     for _ in range(rng.randint(1, 3)):
-        path = rng.choice(PLACES).split(".")
+        path = rng.choice(places).split(".")
         target = body
         for key in path[:-1]:
             key = int(key) if key.isdigit() else key
@@ -99,25 +120,29 @@ def mutate(rng: random.Random) -> dict:
     return body
 
 
-def test_generated_bodies_never_get_a_5xx(server):
-    rng = random.Random(20261126)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_generated_bodies_never_get_a_5xx(server, protocol):
+    path, valid, places = PROTOCOLS[protocol]
+    url = server.url + path
+    rng = random.Random(int(os.environ.get("MOONSERVE_FUZZ_SEED", "20261126")))
     headers = {"Authorization": f"Bearer {server.key}"}
     statuses: dict[int, int] = {}
     with httpx.Client(timeout=120) as client:
-        for i in range(250):
-            body = mutate(rng)
+        for i in range(250 if protocol == "chat" else 150):
+            body = mutate(rng, valid, places)
             # ASCII escapes: lone surrogates ("\ud800") travel as JSON allows them
-            r = client.post(f"{server.base_url}/chat/completions", content=json.dumps(body),
+            r = client.post(url, content=json.dumps(body),
                             headers={**headers, "Content-Type": "application/json"})
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
             assert r.status_code < 500, (i, body, r.text)
-            if r.status_code != 200:  # every refusal is a Model Studio error body
+            if r.status_code != 200:  # every refusal is the protocol's error body
                 error = r.json()["error"]
-                assert error["message"] and error["code"] and r.json()["request_id"], r.text
+                assert error["message"] and (error["type"] if protocol == "anthropic" else error["code"]), r.text
+                assert r.json()["request_id"], r.text
         # raw bytes that are not a request body
         for raw in [b"", b"{", b"[]", b"null", b"\xff\xfe", b'{"model": 1e999999}', b"{" * 100000,
                     b'{"model": "' + b"\\ud800" * 1000 + b'"}', b'{"messages": [' + b"[" * 5000 + b"]}"]:
-            r = client.post(f"{server.base_url}/chat/completions", content=raw,
+            r = client.post(url, content=raw,
                             headers={**headers, "Content-Type": "application/json"})
             assert 400 <= r.status_code < 500, (raw[:40], r.text)
     assert statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0, statuses

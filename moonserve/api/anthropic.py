@@ -64,7 +64,10 @@ def _blocks(content, where: str) -> list[dict]:
 
 
 def _text_of(content, where: str) -> str:
-    return "".join(b.get("text", "") for b in _blocks(content, where) if b.get("type") == "text")
+    texts = [b.get("text", "") for b in _blocks(content, where) if b.get("type") == "text"]
+    if not all(isinstance(t, str) for t in texts):
+        _fail(where, "a text block's text must be a string")
+    return "".join(texts)
 
 
 def to_chat_body(body: dict, signer: ReasoningSigner, *, counting: bool = False) -> dict:
@@ -97,6 +100,8 @@ def to_chat_body(body: dict, signer: ReasoningSigner, *, counting: bool = False)
         if key in body:
             chat["stop" if key == "stop_sequences" else key] = body[key]
     if body.get("tools"):
+        if not isinstance(body["tools"], list):
+            _fail("tools", "must be a list of tools")
         chat["tools"] = [_tool(t, f"tools[{k}]") for k, t in enumerate(body["tools"])]
     if "tool_choice" in body:
         chat.update(_tool_choice(body["tool_choice"]))
@@ -120,8 +125,8 @@ def _user_messages(blocks: list[dict], i: int) -> list[dict]:
         if kind == "text":
             parts.append({"type": "text", "text": b.get("text", "")})
         elif kind == "image":
-            source = b.get("source") or {}
-            if source.get("type") != "url":
+            source = b.get("source")
+            if not isinstance(source, dict) or source.get("type") != "url":
                 _fail(f"{where}.source", "only images by URL are accepted (base64 images are not supported)")
             parts.append({"type": "image_url", "image_url": {"url": source.get("url")}})
         elif kind == "tool_result":

@@ -95,6 +95,8 @@ def decide(req: ChatRequest, card: ModelCard) -> Decision:
     if thinking:
         check_thinking_tool_rules(req)
     ignored = [name for name in IGNORED_SAMPLING if getattr(req, name) is not None]
+    if req.reasoning_effort is not None:  # OpenAI's effort levels: these models take no thinking budget
+        ignored.append("reasoning_effort")
     preserve = preserve_thinking(req, card)
     if card.preserve_thinking == "unsupported" and req.preserve_thinking is not None:
         ignored.append("preserve_thinking")
