@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -134,9 +135,10 @@ FORCED = {"model": MODEL, "messages": [{"role": "user", "content": "Weather in P
           "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_an_overload_after_a_forced_tool_calls_first_delta_is_a_503(one_slot, stream):
-    s = one_slot
+@contextmanager
+def one_slot_taken_and_one_queued(s):
+    """The one slot busy with a stream, and one call queued: a third call is overloaded. Yields a
+    list that holds, after the block, the ledger record of that third call."""
     before = {r["request_id"] for r in records(s)}
     busy = Stream(s, LONG)
     busy.start()
@@ -148,7 +150,26 @@ def test_an_overload_after_a_forced_tool_calls_first_delta_is_a_503(one_slot, st
     while httpx.get(f"{s.url}/health").json()["deployments"]["smollm2"]["waiting"] < 1:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    refused: list[dict] = []
     try:
+        yield refused
+    finally:
+        busy.leave.set()
+        busy.join(30)
+        queued.join(60)
+    wait_idle(s, timeout=60)
+    time.sleep(0.3)
+    new = [r for r in records(s) if r["request_id"] not in before]
+    # the queued call ran once the busy stream's client left; the forced call was refused
+    assert sorted(r["status"] for r in new) == [200, 499, 503]
+    refused.extend(r for r in new if r["status"] == 503)
+    assert refused[0]["error_code"] == "ModelUnavailable"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_overload_after_a_forced_tool_calls_first_delta_is_a_503(one_slot, stream):
+    s = one_slot
+    with one_slot_taken_and_one_queued(s) as refused:
         if stream:
             with httpx.stream("POST", f"{s.base_url}/chat/completions", json={**FORCED, "stream": True},
                               headers=auth(s), timeout=60) as r:
@@ -164,17 +185,26 @@ def test_an_overload_after_a_forced_tool_calls_first_delta_is_a_503(one_slot, st
             assert r.status_code == 503, r.text
             assert r.json()["error"]["code"] == "ModelUnavailable"
             assert r.headers["retry-after"] == "1"
-    finally:
-        busy.leave.set()
-        busy.join(30)
-        queued.join(60)
-    wait_idle(s, timeout=60)
-    time.sleep(0.3)
-    new = [r for r in records(s) if r["request_id"] not in before]
-    # the queued call ran once the busy stream's client left; the forced call was refused
-    assert sorted(r["status"] for r in new) == [200, 499, 503]
-    refused = [r for r in new if r["status"] == 503]
-    assert len(refused) == 1 and refused[0]["error_code"] == "ModelUnavailable" and bool(refused[0]["stream"]) == stream
+    assert bool(refused[0]["stream"]) == stream
+
+
+def test_an_error_in_a_responses_stream_is_an_error_event_then_response_failed(one_slot):
+    s = one_slot
+    body = {"model": MODEL, "input": "Weather in Paris?", "enable_thinking": False, "max_output_tokens": 50,
+            "stream": True, "tools": [{"type": "function", **TOOL["function"]}],
+            "tool_choice": {"type": "function", "name": "get_weather"}}
+    with one_slot_taken_and_one_queued(s) as refused:
+        with httpx.stream("POST", f"{s.url}/v1/responses", json=body, headers=auth(s), timeout=60) as r:
+            assert r.status_code == 200
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert events[2]["item"]["type"] == "function_call" and events[2]["item"]["name"] == "get_weather"
+    assert kinds[-2:] == ["error", "response.failed"] and events[-2]["code"] == "ModelUnavailable"
+    assert events[-1]["response"]["status"] == "failed"
+    assert events[-1]["response"]["error"]["code"] == "ModelUnavailable"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert refused[0]["protocol"] == "responses" and refused[0]["stream"]
 
 
 def test_a_non_stream_call_whose_client_leaves_is_recorded_as_499_with_its_tokens(one_slot):
