@@ -142,14 +142,14 @@ def models_list(workspace: str = WorkspaceOpt, config: Optional[str] = ConfigOpt
     active = _store(cfg).activated_models(workspace)
     rows = []
     for c in cards().values():
-        d = cfg.deployments[cfg.routes[c.id]]
+        d = cfg.deployments[cfg.routes[c.id][0]]
         # the sampling a call gets: the deployment's own where it declares it, else the card's
         thinking_t = d.temperature if d.temperature is not None else c.temperature(True)
         plain_t = d.temperature if d.temperature is not None else c.temperature(False)
         rows.append({
             "id": c.id,
             "thinking": "thinking-only" if c.thinking_only else "hybrid",
-            "deployment": d.name,
+            "deployment": ", ".join(cfg.routes[c.id]),
             "engine": d.engine,
             "sampling": {"from": "deployment" if d.temperature is not None or d.top_p is not None else "model card",
                          "temperature_thinking": thinking_t,
@@ -216,7 +216,7 @@ def _fetch_weights(cfg: Config) -> None:
     that a missing file is one clear line, not a failed start-up."""
     from .engines.embedded.weights import WeightsNotFound, resolve_weights
 
-    for name in sorted(set(cfg.routes.values())):
+    for name in cfg.served:
         d = cfg.deployments[name]
         if d.engine == "embedded":
             try:

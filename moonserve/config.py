@@ -61,13 +61,21 @@ class DeploymentConfig:
     # guided_thinking_line_chars characters, then closed with `</think>`. 0: off.
     guided_thinking_lines: int = 0
     guided_thinking_line_chars: int = 160
-    # upstream engines
-    base_url: str | None = None
-    api_key: str | None = None
-    upstream_model: str | None = None
+    # Upstream engines (engine = "upstream"): an OpenAI-compatible endpoint instead of weights, one
+    # engine or a gateway (smg) in front of replicas. See README, "Upstream engines".
+    base_url: str | None = None  # e.g. "http://10.0.0.5:8000/v1"
+    api_key_env: str | None = None  # the environment variable that holds its API key (never logged)
+    upstream_model: str | None = None  # the model name the upstream serves (default: its only one)
+    flavour: str = "openai"  # "vllm", "sglang", "llamacpp", or "openai" (another Moonserve, Model Studio, ...)
+    connect_timeout: float = 5.0
+    read_timeout: float = 300.0  # the longest silence between two chunks
+    max_concurrency: int = 64  # calls in flight to the upstream at once; more wait (max_waiting of them)
+    health_interval: float = 5.0  # seconds between health checks (GET {base_url}/models)
+    vision: bool = False  # the upstream takes images: Moonserve fetches and checks them, then sends data: URLs
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "engine": ("embedded",),
+        "engine": ("embedded", "upstream"),
+        "flavour": ("vllm", "sglang", "llamacpp", "openai"),
         "reasoning_parser": ("none", "think"),
         "tool_parser": ("none", "kimi_k2", "hermes"),
     }
@@ -81,7 +89,12 @@ class DeploymentConfig:
         for key, allowed in cls.CHOICES.items():
             if key in data and data[key] not in allowed:
                 raise ConfigError(f"deployment {name!r}: {key} must be one of {list(allowed)}, not {data[key]!r}")
-        return cls(name=name, **data)
+        d = cls(name=name, **data)
+        if d.engine == "upstream" and not d.base_url:
+            raise ConfigError(f"deployment {name!r}: an upstream deployment needs base_url")
+        if d.engine == "embedded" and not d.model:
+            raise ConfigError(f"deployment {name!r}: an embedded deployment needs model (its weights)")
+        return d
 
 
 @dataclass
@@ -123,12 +136,18 @@ class Config:
     database_url: str
     server: ServerConfig = field(default_factory=ServerConfig)
     deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
-    routes: dict[str, str] = field(default_factory=dict)  # public model id -> deployment name
+    # public model id -> its deployments, in order of preference (the first healthy one serves)
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     billing: BillingConfig = field(default_factory=BillingConfig)
     prices: dict[str, dict] = field(default_factory=dict)  # model id -> {"input": ..., "output": ...}
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+
+    @property
+    def served(self) -> list[str]:
+        """The deployments that some public model id routes to."""
+        return sorted({name for names in self.routes.values() for name in names})
 
     @property
     def models_dir(self) -> Path:
@@ -178,7 +197,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         base = {k: v for k, v in vars(deployments[name]).items() if k != "name"} if name in deployments else {}
         deployments[name] = DeploymentConfig.from_dict(name, {**base, **data})
 
-    routes = dict(builtin["routes"])
+    routes = {model_id: (name,) for model_id, name in builtin["routes"].items()}
     for model_id, data in operator.get("models", {}).items():
         if model_id not in routes:
             raise ConfigError(
@@ -188,10 +207,15 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
             raise ConfigError(
                 f"[models.{model_id!r}]: only `deployment` can be set; a model's rules and prices are fixed"
             )
-        routes[model_id] = data["deployment"]
-    for model_id, dep in routes.items():
-        if dep not in deployments:
-            raise ConfigError(f"model {model_id!r} routes to unknown deployment {dep!r}")
+        chosen = data["deployment"]
+        routes[model_id] = (chosen,) if isinstance(chosen, str) else tuple(chosen)
+        if not routes[model_id] or not all(isinstance(d, str) for d in routes[model_id]):
+            raise ConfigError(f"[models.{model_id!r}].deployment: a deployment name, or a list of them in "
+                              "order of preference")
+    for model_id, names in routes.items():
+        for dep in names:
+            if dep not in deployments:
+                raise ConfigError(f"model {model_id!r} routes to unknown deployment {dep!r}")
 
     database_url = (
         os.environ.get("MOONSERVE_DATABASE_URL")

@@ -93,6 +93,14 @@ class RateQuota(ModelStudioError):
     type = "limit_requests"
 
 
+class Throttling(ModelStudioError):
+    """429: the engine behind the model is throttling (an upstream's own limit)."""
+
+    status = 429
+    code = "Throttling"
+    type = "throttling"
+
+
 class InternalError(ModelStudioError):
     status = 500
     code = "InternalError"

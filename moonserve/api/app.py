@@ -32,8 +32,7 @@ log = logging.getLogger("moonserve")
 
 def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | None = None) -> FastAPI:
     store = Store(config.database_url)
-    used = sorted(set(config.routes.values()))
-    engines = {name: create_engine(config.deployments[name], config.models_dir) for name in used}
+    engines = {name: create_engine(config.deployments[name], config.models_dir) for name in config.served}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -21,6 +21,8 @@ ENGINE_METRICS = {
     "cache_hits": ("moonserve_prefix_cache_hits", "counter", "Requests that reused a cached prefix"),
     "cache_hit_tokens": ("moonserve_prefix_cache_hit_tokens", "counter", "Prompt tokens reused instead of computed"),
     "cache_evictions": ("moonserve_prefix_cache_evictions", "counter", "Prefixes evicted to stay in budget"),
+    "up": ("moonserve_deployment_up", "gauge", "1 while an upstream deployment answers its health checks"),
+    "failures": ("moonserve_upstream_failures", "counter", "Calls that found an upstream deployment down"),
     "prefills_offloaded": ("moonserve_prefills_offloaded", "counter",
                            "Prompts prefilled by the prefill worker beside running streams and handed back"),
 }

@@ -84,6 +84,19 @@ class EngineOverloaded(Exception):
     """The engine's queue is full: the request was not admitted."""
 
 
+class EngineUnavailable(Exception):
+    """The engine cannot be reached or failed (an upstream down, a 5xx, a stream cut): a 503."""
+
+
+class EngineThrottled(Exception):
+    """The engine asked us to slow down (an upstream's 429)."""
+
+
+class EngineRejected(Exception):
+    """The engine refused the request as the client's mistake (an upstream's 400); the message is
+    the engine's own."""
+
+
 class UnsupportedResponseFormat(Exception):
     """The engine cannot enforce a schema the client sent (e.g. one its grammar converter cannot
     take, such as a remote $ref): the client's to change, a 400 naming `param`."""

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 from ..accounts.store import ApiKey
 from ..catalog import ModelCard
 from ..chat.template import TemplateRenderError
-from ..engines.protocol import (Delta, EngineOverloaded, Finish, Generation, PromptTooLong, ReasoningDelta,
-                                UnsupportedResponseFormat, Usage)
-from ..errors import ClientClosedRequest, InternalError, InvalidParameter, ModelStudioError, ModelUnavailable
+from ..engines.protocol import (Delta, EngineOverloaded, EngineRejected, EngineThrottled, EngineUnavailable, Finish,
+                                Generation, PromptTooLong, ReasoningDelta, UnsupportedResponseFormat, Usage)
+from ..errors import (ClientClosedRequest, InternalError, InvalidParameter, ModelStudioError, ModelUnavailable,
+                      Throttling)
 from ..wire import ChatRequest
 from ..workers import offload
 from . import rules
@@ -158,6 +159,13 @@ def model_studio_error(exc: BaseException, request_id: str) -> ModelStudioError:
     if isinstance(exc, EngineOverloaded):
         return ModelUnavailable("The deployment behind this model is overloaded; retry later",
                                 headers={"Retry-After": "1"})
+    if isinstance(exc, EngineUnavailable):
+        return ModelUnavailable(f"The deployment behind this model is unavailable: {exc}", headers={"Retry-After": "1"})
+    if isinstance(exc, EngineThrottled):
+        return Throttling("Requests throttling triggered by the deployment behind this model; retry later",
+                          headers={"Retry-After": "1"})
+    if isinstance(exc, EngineRejected):
+        return InvalidParameter(str(exc))
     if isinstance(exc, TemplateRenderError):  # the model's template refused this conversation
         return InvalidParameter(f"messages: {exc}", param="messages")
     if isinstance(exc, UnsupportedResponseFormat):

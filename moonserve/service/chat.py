@@ -13,6 +13,7 @@ import logging
 from ..accounts.store import ApiKey, Store
 from ..catalog import ModelCard, card as find_card
 from ..config import Config
+from ..engines import engines_by_model
 from ..engines.protocol import Conversation, Engine, Generation
 from ..errors import InvalidParameter, ModelAccessDenied, ModelNotFound
 from ..wire import ChatRequest
@@ -35,6 +36,7 @@ class ChatService:
         self.config = config
         self.store = store
         self.engines = engines
+        self.model_engines = engines_by_model(config.routes, engines)
         self.media = media
         self.accounting = accounting
         self.calls = Calls()
@@ -43,7 +45,7 @@ class ChatService:
         return ChatCall(self, key, request_id, protocol)
 
     def engine_for(self, model_id: str) -> Engine:
-        return self.engines[self.config.routes[model_id]]
+        return self.model_engines[model_id]
 
     def authorize_model(self, key: ApiKey, model_id: str) -> ModelCard:
         card = find_card(model_id)

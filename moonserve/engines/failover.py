@@ -1,0 +1,69 @@
+"""Several deployments behind one model id, in order of preference (e.g. the local vLLM cluster
+first, Model Studio itself as overflow), like LiteLLM's fallbacks.
+
+A call goes to the first deployment that is healthy (an embedded engine always is; an upstream as
+its health checks and its last calls say). If that one fails before its first delta (down,
+overloaded, throttling), the call moves on to the next; after the first delta it is that
+deployment's. When none is healthy, each is tried all the same, in order.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from .protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, EngineThrottled, EngineUnavailable, Engine,
+                       Generation, Usage)
+
+RETRYABLE = (EngineUnavailable, EngineOverloaded, EngineThrottled)
+
+
+class FailoverEngine:
+    def __init__(self, engines: list[Engine]):
+        self.engines = engines
+        self.name = " > ".join(e.name for e in engines)
+
+    @property
+    def accepts_media(self) -> bool:
+        return all(getattr(e, "accepts_media", False) for e in self.engines)
+
+    @property
+    def supports_tools(self) -> bool:
+        return all(getattr(e, "supports_tools", False) for e in self.engines)
+
+    def in_order(self) -> list[Engine]:
+        healthy = [e for e in self.engines if getattr(e, "healthy", True)]
+        return healthy + [e for e in self.engines if e not in healthy]
+
+    def chat(self, conversation: Conversation, options: ChatOptions) -> "FailoverGeneration":
+        return FailoverGeneration(self.in_order(), conversation, options)
+
+    def count_tokens(self, conversation: Conversation, options: ChatOptions) -> int:
+        return self.in_order()[0].count_tokens(conversation, options)
+
+
+class FailoverGeneration:
+    def __init__(self, engines: list[Engine], conversation: Conversation, options: ChatOptions):
+        self.current: Generation | None = None
+        self.deltas: AsyncIterator[Delta] = self._run(engines, conversation, options)
+
+    def usage(self) -> Usage:
+        return self.current.usage() if self.current is not None else Usage()
+
+    async def _run(self, engines, conversation, options) -> AsyncIterator[Delta]:
+        for k, engine in enumerate(engines):
+            generation = engine.chat(conversation, options)
+            self.current = generation
+            try:
+                first = await anext(generation.deltas)
+            except RETRYABLE:
+                await generation.deltas.aclose()
+                if k == len(engines) - 1:
+                    raise
+                continue
+            break
+        try:
+            yield first
+            async for d in generation.deltas:
+                yield d
+        finally:
+            await generation.deltas.aclose()

@@ -1,0 +1,224 @@
+"""Moonserve in front of real engines on loopback: Moonserve → smg (cache_aware) → 2 × llama-server.
+
+The replicas serve the scripted model (scripted_model.py) with a Hermes-style template
+(templates/scripted_hermes.jinja), so llama-server's own parsers split the reasoning
+(`--reasoning-format deepseek`) and the tool calls into its structured fields, deterministically: a
+question ending in "1" gets reasoning and an answer, "3" a get_weather(Paris) call (with
+llama-server's random call id), a tool result ending in "~" reasoning and the answer from it. What the
+client sees must be exactly Model Studio's, as from the embedded engine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from moonserve.accounts.ledger import Ledger
+from moonserve.accounts.store import Store
+from moonserve.testing import start_server
+from moonserve.testing_upstream import llama_server_binary, start_llama_server, start_smg
+
+MODEL = "kimi/kimi-k2.6"
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather of a city",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                           "required": ["city"]}}}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from scripted_model import write_scripted_model
+
+    d = tmp_path_factory.mktemp("upstream")
+    gguf = write_scripted_model(d / "scripted.gguf")
+    binary = llama_server_binary()
+    template = Path(__file__).parent / "templates" / "scripted_hermes.jinja"
+    replicas = [start_llama_server(binary, gguf, d, name=f"replica{k}", slots=2, context=2048, threads=1,
+                                   extra=["--chat-template-file", str(template)]) for k in range(2)]
+    gateway = start_smg([r.url for r in replicas], d)
+    config = (f'[deployments.cluster]\nengine = "upstream"\nbase_url = "{gateway.url}/v1"\nflavour = "llamacpp"\n'
+              f'health_interval = 0.5\n[models."{MODEL}"]\ndeployment = "cluster"\n')
+    server = start_server(d / "home", config=config)
+    yield {"server": server, "replicas": replicas, "gateway": gateway, "dir": d}
+    server.stop()
+    gateway.stop()
+    for r in replicas:
+        r.stop()
+
+
+def records(server) -> list[dict]:
+    return Ledger(Store(f"sqlite:///{server.home / 'moonserve.db'}").engine).records()
+
+
+def test_thinking_comes_back_as_reasoning_content(cluster):
+    client = cluster["server"].client()
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "What is 1+1? 1"}],
+                                       extra_body={"enable_thinking": True})
+    m = r.choices[0].message
+    assert m.reasoning_content == "The user asks a question." and m.content == "The answer is 2."
+    assert r.choices[0].finish_reason == "stop"
+    u = r.usage
+    assert u.prompt_tokens > 0 and u.completion_tokens > 0 and u.prompt_tokens_details.cached_tokens >= 0
+    row = next(x for x in records(cluster["server"]) if r.id == f"chatcmpl-{x['request_id']}")
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (u.prompt_tokens, u.completion_tokens)
+
+
+def test_a_streamed_tool_loop_with_usage(cluster):
+    client = cluster["server"].client()
+    messages = [{"role": "user", "content": "What is the weather in Paris? 3"}]
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER], stream=True,
+                                                 stream_options={"include_usage": True}))
+    reasoning = "".join(c.choices[0].delta.reasoning_content or "" for c in chunks
+                        if c.choices and getattr(c.choices[0].delta, "reasoning_content", None))
+    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert reasoning == ""  # thinking mode: reasoning_content comes, empty here
+    # llama-server's random call id, as Kimi's functions.NAME:IDX
+    assert calls[0].id == "functions.get_weather:0" and calls[0].function.name == "get_weather"
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"city": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "<|tool" not in text and "<think>" not in text  # no marker leaks
+    messages += [{"role": "assistant", "content": text, "reasoning_content": reasoning,
+                  "tool_calls": [{"id": calls[0].id, "type": "function",
+                                  "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+                 {"role": "tool", "tool_call_id": calls[0].id, "content": "Sunny~"}]
+    final = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
+    assert final.choices[0].message.reasoning_content == "The tool says sunny."
+    assert final.choices[0].message.content.strip() == "It is sunny in Beijing."
+
+
+def test_the_card_rules_apply_before_anything_is_sent(cluster):
+    client = cluster["server"].client()
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi 1"}],
+                                       extra_body={"thinking_budget": 100})
+    assert e.value.body["code"] == "invalid_parameter_error" and "thinking_budget" in e.value.body["message"]
+
+
+def test_a_shared_prefix_stays_on_one_replica(cluster):
+    """smg's cache_aware policy keeps each prefix on the replica that holds it: the repeats find it
+    cached, and Moonserve reports it."""
+    client = cluster["server"].client()
+    prefix = "You answer questions about the weather. " * 20
+    cached = []
+    for k in range(4):
+        r = client.chat.completions.create(model=MODEL, messages=[
+            {"role": "system", "content": prefix}, {"role": "user", "content": f"Question {k}? 1"}],
+            extra_body={"enable_thinking": False})
+        cached.append(r.usage.prompt_tokens_details.cached_tokens)
+        assert r.usage.prompt_tokens > 300
+    assert cached[0] < 300 and all(c > 300 for c in cached[1:]), cached
+
+
+def test_a_killed_replica_is_routed_around_then_all_down_is_a_503(cluster):
+    server, replicas = cluster["server"], cluster["replicas"]
+    client = server.client()
+    replicas[0].kill()
+    for k in range(4):  # smg retries on the live replica
+        r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"Again {k}? 1"}],
+                                           extra_body={"enable_thinking": True})
+        assert r.choices[0].message.content == "The answer is 2."
+    replicas[1].kill()
+    with pytest.raises(openai.APIStatusError) as e:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Anyone? 1"}])
+    assert e.value.status_code == 503 and e.value.body["code"] == "ModelUnavailable"
+    assert "Traceback" not in server.output()
+    time.sleep(1.2)  # a health check or two
+    health = httpx.get(f"{server.url}/health").json()["deployments"]["cluster"]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert health["failures"] >= 1 and 'moonserve_upstream_failures_total{deployment="cluster"}' in metrics
+    assert records(server)[-1]["status"] == 503
+
+
+@pytest.fixture(scope="module")
+def smollm2_upstream(tmp_path_factory):
+    """SmolLM2 on one llama-server (its own template) behind smg: the guide's examples, and a replica
+    that dies in the middle of a stream."""
+    from moonserve.testing import smollm2_path
+
+    d = tmp_path_factory.mktemp("upstream_smollm2")
+    replica = start_llama_server(llama_server_binary(), smollm2_path(), d, name="smollm2", slots=2, threads=1)
+    gateway = start_smg([replica.url], d)
+    config = (f'[deployments.remote]\nengine = "upstream"\nbase_url = "{gateway.url}/v1"\nflavour = "llamacpp"\n'
+              'temperature = 0.2\ntop_p = 0.9\nmax_output_tokens = 512\n'
+              + "".join(f'[models."{m}"]\ndeployment = "remote"\n' for m in (
+                  "kimi/kimi-k2.6", "kimi/kimi-k2.5", "kimi/kimi-k2.7-code", "kimi/kimi-k2.7-code-highspeed")))
+    server = start_server(d / "home", config=config)
+    yield {"server": server, "replica": replica, "gateway": gateway}
+    server.stop()
+    gateway.stop()
+    replica.stop()
+
+
+def test_the_guides_examples_pass_unchanged_through_an_upstream(smollm2_upstream):
+    from test_guide_examples import test_curl_example, test_python_text_example
+
+    server = smollm2_upstream["server"]
+    assert "smollm2" not in httpx.get(f"{server.url}/health").json()["deployments"]  # nothing embedded
+    test_python_text_example(server)
+    test_curl_example(server)
+
+
+def test_several_deployments_per_model_fail_over_in_order(smollm2_upstream, tmp_path):
+    """dead (unreachable) > local (one call at a time, none waiting) > overflow: the first call goes
+    to local; a second one at the same time finds it full and moves on to the overflow."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from moonserve.testing import free_port
+
+    gateway, replica = smollm2_upstream["gateway"], smollm2_upstream["replica"]
+    config = (f'[deployments.dead]\nengine = "upstream"\nbase_url = "http://127.0.0.1:{free_port()}/v1"\n'
+              f'upstream_model = "smollm2"\nhealth_interval = 0.5\n'
+              f'[deployments.local]\nengine = "upstream"\nbase_url = "{gateway.url}/v1"\nflavour = "llamacpp"\n'
+              f'max_concurrency = 1\nmax_waiting = 0\n'
+              f'[deployments.overflow]\nengine = "upstream"\nbase_url = "{replica.url}/v1"\nflavour = "llamacpp"\n'
+              f'[models."{MODEL}"]\ndeployment = ["dead", "local", "overflow"]\n')
+    server = start_server(tmp_path / "home", config=config)
+    try:
+        client = server.client()
+
+        def ask(k: int):
+            return client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"Tell me a story {k}."}],
+                                                  max_tokens=60, extra_body={"enable_thinking": False})
+
+        with ThreadPoolExecutor(2) as pool:
+            replies = list(pool.map(ask, range(2)))
+        assert all(r.choices[0].message.content and r.usage.completion_tokens > 0 for r in replies)
+        health = httpx.get(f"{server.url}/health").json()["deployments"]
+        assert health["dead"]["healthy"] is False and health["local"]["healthy"] is True
+        assert health["local"]["completed"] == 1 and health["overflow"]["completed"] == 1, health
+        assert "api_key" not in json.dumps(health)
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'moonserve_deployment_up{deployment="dead"} 0.0' in metrics
+        assert 'moonserve_deployment_up{deployment="local"} 1.0' in metrics
+        models = server.cli("models", "list", "--json", "--config", str(server.home / "moonserve.toml")).stdout
+        assert "dead, local, overflow" in models
+    finally:
+        server.stop()
+
+def test_a_replica_dying_mid_stream_ends_the_stream_with_a_model_studio_error(smollm2_upstream):
+    """The last test on this fixture: its replica dies."""
+    server, replica = smollm2_upstream["server"], smollm2_upstream["replica"]
+    body = {"model": MODEL, "stream": True, "max_tokens": 500, "enable_thinking": False, "seed": 11,
+            "messages": [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]}
+    events = []
+    with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {server.key}"}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                events.append(json.loads(line[6:]))
+                if len(events) == 6:
+                    replica.kill()
+    assert len(events) > 6, events[-3:]
+    assert events[-1]["error"]["code"] == "ModelUnavailable" and events[-1]["request_id"]
+    delivered = sum(1 for e in events if e.get("choices") and e["choices"][0]["delta"].get("content"))
+    time.sleep(0.3)
+    row = records(server)[-1]
+    assert row["status"] == 503 and row["error_code"] == "ModelUnavailable"
+    assert row["completion_tokens"] >= delivered - 1 and row["prompt_tokens"] > 0
