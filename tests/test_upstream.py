@@ -100,6 +100,13 @@ def test_the_card_rules_apply_before_anything_is_sent(cluster):
     assert e.value.body["code"] == "invalid_parameter_error" and "thinking_budget" in e.value.body["message"]
 
 
+def test_the_upstreams_refusal_is_a_400_with_its_message(cluster):
+    with pytest.raises(openai.BadRequestError) as e:
+        cluster["server"].client().chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "word " * 3000 + "1"}])
+    assert e.value.body["code"] == "invalid_parameter_error" and "context" in e.value.body["message"]
+
+
 def test_a_shared_prefix_stays_on_one_replica(cluster):
     """smg's cache_aware policy keeps each prefix on the replica that holds it: the repeats find it
     cached, and Moonserve reports it."""
@@ -222,3 +229,49 @@ def test_a_replica_dying_mid_stream_ends_the_stream_with_a_model_studio_error(sm
     row = records(server)[-1]
     assert row["status"] == 503 and row["error_code"] == "ModelUnavailable"
     assert row["completion_tokens"] >= delivered - 1 and row["prompt_tokens"] > 0
+
+
+def test_media_are_fetched_and_checked_by_moonserve_and_sent_as_data(tmp_path):
+    """llama-server with a vision projector behind Moonserve. This llama-server is built without
+    curl: it cannot fetch a URL, so every image it sees came from Moonserve as a data: URL, after the
+    same SSRF guard, caps and format checks as the embedded engine's."""
+    from media_server import start_media_server
+
+    from moonserve.testing import smollm2_path
+    from moonserve.testing_vision import TOKENS_PER_IMAGE, write_tiny_mmproj
+
+    mmproj = write_tiny_mmproj(tmp_path / "mm.gguf")
+    replica = start_llama_server(llama_server_binary(), smollm2_path(), tmp_path, name="vision", slots=2, threads=1,
+                                 extra=["--mmproj", str(mmproj)])
+    media, media_server = start_media_server()
+    config = ('[media]\nallow_hosts = ["127.0.0.1"]\n'
+              f'[deployments.remote]\nengine = "upstream"\nbase_url = "{replica.url}/v1"\nflavour = "llamacpp"\n'
+              f'vision = true\n[models."{MODEL}"]\ndeployment = "remote"\n')
+    server = start_server(tmp_path / "home", config=config)
+    try:
+        client = server.client()
+
+        def prompt_tokens(*parts) -> int:
+            r = client.chat.completions.create(model=MODEL, max_tokens=4, extra_body={"enable_thinking": False},
+                                               messages=[{"role": "user", "content": [
+                                                   {"type": "text", "text": "What is this?"}, *parts]}])
+            assert r.choices[0].message.content is not None
+            return r.usage.prompt_tokens
+
+        text_only = prompt_tokens()
+        one_image = prompt_tokens({"type": "image_url", "image_url": {"url": f"{media}/tiger.png"}})
+        assert one_image >= text_only + TOKENS_PER_IMAGE
+        video = prompt_tokens({"type": "video_url", "video_url": {"url": f"{media}/clip.webm"}, "fps": 1})
+        assert video >= text_only + 4 * TOKENS_PER_IMAGE  # a 4 s clip at 1 fps: 4 frames, each an image
+        with pytest.raises(openai.BadRequestError) as e:  # refused by Moonserve; never sent on
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data"}}]}])
+        assert e.value.body["code"] == "BadRequest.InputDownloadFailed"
+        with pytest.raises(openai.APIStatusError) as e:
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": f"{media}/notes.png"}}]}])
+        assert e.value.status_code == 415
+    finally:
+        server.stop()
+        media_server.shutdown()
+        replica.stop()
