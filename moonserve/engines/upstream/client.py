@@ -61,13 +61,25 @@ class UpstreamClient:
     @asynccontextmanager
     async def chat_stream(self, payload: dict) -> AsyncIterator[AsyncIterator[dict]]:
         """The upstream's chunks, as dicts. An error chunk in the stream raises EngineUnavailable."""
+        request = self.http.build_request("POST", f"{self.base_url}/chat/completions", json=payload)
         try:
-            async with self.http.stream("POST", f"{self.base_url}/chat/completions", json=payload) as r:
+            r = await self._send(request)
+            try:
                 if r.status_code != 200:
                     raise error_for(r.status_code, await r.aread())
                 yield self._chunks(r)
+            finally:
+                await r.aclose()
         except httpx.HTTPError as exc:
             raise EngineUnavailable(f"upstream unreachable: {type(exc).__name__}") from None
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send, and once more on a new connection if a kept-alive one turns out closed before any
+        answer (llama-server closes a stream's connection at its end: the request was never read)."""
+        try:
+            return await self.http.send(request, stream=True)
+        except httpx.RemoteProtocolError:
+            return await self.http.send(request, stream=True)
 
     @staticmethod
     async def _chunks(r: httpx.Response) -> AsyncIterator[dict]:
