@@ -83,6 +83,8 @@ def to_chat_body(body: dict, previous: list[dict] | None) -> tuple[dict, Turn]:
     include = body.get("include") or []
     if not isinstance(include, list) or any(i not in INCLUDABLE for i in include):
         fail("include", f"the values that can be included are {sorted(INCLUDABLE)}")
+    if include:
+        turn.ignored.append("include")  # reasoning is never encrypted here, and logprobs are not kept
     check_metadata(body.get("metadata"))
     turn.ignored += [k for k in WITHOUT_EFFECT if body.get(k) is not None]
 
