@@ -126,11 +126,15 @@ class StreamTiming:
 def stream(server: Server, messages: list[dict], max_tokens: int, seed: int = 1, **extra) -> StreamTiming:
     body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "seed": seed, "stream": True,
             "stream_options": {"include_usage": True}, "enable_thinking": False, **extra}
+    return stream_url(f"{server.base_url}/chat/completions", body, {"Authorization": f"Bearer {server.key}"})
+
+
+def stream_url(url: str, body: dict, headers: dict) -> StreamTiming:
+    """One streamed chat call to any OpenAI-compatible server, timed."""
     times: list[float] = []
     usage = None
     sent = time.perf_counter()
-    with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=600,
-                      headers={"Authorization": f"Bearer {server.key}"}) as r:
+    with httpx.stream("POST", url, json=body, timeout=600, headers=headers) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
