@@ -141,3 +141,12 @@ def test_keys_by_x_api_key_or_bearer_and_anthropic_errors(server):
     r = httpx.post(f"{server.url}/v1/messages", headers={"x-api-key": server.key},
                    json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]})
     assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"]
+
+
+def test_fields_without_effect_are_named(server):
+    r = httpx.post(f"{server.url}/v1/messages", headers={"x-api-key": server.key},
+                   json={"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}],
+                         "thinking": {"type": "disabled"}, "metadata": {"user_id": "u1"}, "temperature": 0.5,
+                         "service_tier": "auto"})
+    assert r.status_code == 200
+    assert r.headers["X-Moonserve-Ignored-Params"].split(",") == ["temperature", "metadata", "service_tier"]

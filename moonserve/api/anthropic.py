@@ -70,6 +70,12 @@ def _text_of(content, where: str) -> str:
     return "".join(texts)
 
 
+# The Messages fields this translation reads; any other (metadata, service_tier, container, ...) has no
+# effect here and is named in X-Moonserve-Ignored-Params.
+READ = {"model", "max_tokens", "messages", "system", "stream", "temperature", "top_p", "top_k", "stop_sequences",
+        "tools", "tool_choice", "thinking"}
+
+
 def to_chat_body(body: dict, signer: ReasoningSigner, *, counting: bool = False) -> dict:
     """An Anthropic Messages request as the chat request it means."""
     if not isinstance(body.get("model"), str):
@@ -187,13 +193,17 @@ def _tool_choice(choice) -> dict:
     return {"tool_choice": mapped, "parallel_tool_calls": not choice.get("disable_parallel_tool_use", False)}
 
 
-async def read_request(request: Request, signer: ReasoningSigner, *, counting: bool = False) -> tuple[ChatRequest, int]:
+async def read_request(request: Request, signer: ReasoningSigner, *, counting: bool = False,
+                       ignored: list[str] | None = None) -> tuple[ChatRequest, int]:
+    """The chat request; the fields without effect go to `ignored`."""
     raw = await read_json_body(request)
 
     def parse() -> ChatRequest:
         body = parse_json(raw)
         if not isinstance(body, dict):
             raise InvalidParameter("The request body must be a JSON object", param="body")
+        if ignored is not None:
+            ignored.extend(sorted(set(body) - READ))
         try:
             return ChatRequest.model_validate(to_chat_body(body, signer, counting=counting))
         except ValidationError as exc:
@@ -310,10 +320,13 @@ async def messages(request: Request):
     try:
         key = await run_in_threadpool(require_key_or_x_api_key, request)
         call = state.service.call(key, rid, protocol="anthropic")
-        await call.start(lambda: read_request(request, signer))
+        unread: list[str] = []
+        await call.start(lambda: read_request(request, signer, ignored=unread))
     except ModelStudioError as exc:
         return error_response(exc, rid)
     headers = {"request-id": rid}
+    if call.ignored or unread:
+        headers["X-Moonserve-Ignored-Params"] = ",".join(call.ignored + unread)
     if call.stream:
         return StreamingResponse(stream(call, signer), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
