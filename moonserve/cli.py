@@ -232,7 +232,7 @@ def _fetch_weights(cfg: Config) -> None:
 def usage(
     workspace: Optional[str] = typer.Option(None, "--workspace", "-w", help="Only this workspace."),
     since: Optional[str] = typer.Option(None, help="ISO-8601 date/time (UTC), or a span: 30m, 24h, 7d."),
-    by: str = typer.Option("model", help="Group by model, key or day."),
+    by: str = typer.Option("model", help="Group by model, key, day or protocol."),
     config: Optional[str] = ConfigOpt,
     as_json: bool = JsonOpt,
 ):

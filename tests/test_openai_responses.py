@@ -58,6 +58,9 @@ def test_a_plain_response(server):
     assert row["protocol"] == "responses" and row["status"] == 200
     assert (row["prompt_tokens"], row["completion_tokens"]) == (u.input_tokens, u.output_tokens)
     assert sdk(server).responses.retrieve(r.id).output_text == r.output_text  # stored by default
+    usage = httpx.get(f"{server.base_url}/usage", params={"by": "protocol"},
+                      headers={"Authorization": f"Bearer {server.key}"}).json()["data"]
+    assert next(g for g in usage if g["group"] == "responses")["requests"] >= 1
 
 
 def test_a_streamed_response_sends_the_events_in_order(server):

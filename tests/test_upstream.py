@@ -208,6 +208,26 @@ def test_several_deployments_per_model_fail_over_in_order(smollm2_upstream, tmp_
     finally:
         server.stop()
 
+def test_count_tokens_asks_the_upstreams_tokenizer(smollm2_upstream, tmp_path):
+    """Anthropic's count_tokens through an upstream: llama-server's own template and tokenizer
+    (/apply-template, /tokenize) count exactly what a call then uses."""
+    import anthropic
+
+    replica = smollm2_upstream["replica"]
+    server = start_server(tmp_path / "home", config=(
+        f'[deployments.remote]\nengine = "upstream"\nbase_url = "{replica.url}/v1"\nflavour = "llamacpp"\n'
+        f'[models."{MODEL}"]\ndeployment = "remote"\n'))
+    try:
+        client = anthropic.Anthropic(base_url=f"{server.url}/apps/anthropic", api_key=server.key, max_retries=0)
+        kw = dict(model=MODEL, system="Count me.", messages=[{"role": "user", "content": "A question 8123?"}],
+                  thinking={"type": "disabled"})
+        counted = client.messages.count_tokens(**kw).input_tokens
+        m = client.messages.create(max_tokens=4, **kw)
+        assert counted == m.usage.input_tokens + m.usage.cache_read_input_tokens > 0
+    finally:
+        server.stop()
+
+
 def test_a_replica_dying_mid_stream_ends_the_stream_with_a_model_studio_error(smollm2_upstream):
     """The last test on this fixture: its replica dies."""
     server, replica = smollm2_upstream["server"], smollm2_upstream["replica"]

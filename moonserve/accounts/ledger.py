@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from .schema import usage_records
 
-GROUPS = ("model", "key", "day")
+GROUPS = ("model", "key", "day", "protocol")  # protocol: chat, anthropic, responses
 
 
 class Ledger:
@@ -26,7 +26,7 @@ class Ledger:
         if by not in GROUPS:
             raise ValueError(f"by must be one of {GROUPS}")
         t = usage_records.c
-        group = {"model": t.model, "key": t.key_id, "day": func.date(t.created_at)}[by]
+        group = {"model": t.model, "key": t.key_id, "day": func.date(t.created_at), "protocol": t.protocol}[by]
         q = select(
             group.label("group"),
             t.currency,

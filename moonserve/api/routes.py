@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from ..accounts.ledger import parse_since
+from ..accounts.ledger import GROUPS, parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
 from ..errors import InvalidParameter, ModelStudioError
@@ -65,12 +65,12 @@ async def list_models(request: Request, key: ApiKey = Depends(require_key)):
 
 async def usage_report(request: Request, since: str | None = None, by: str = "model",
                        key: ApiKey = Depends(require_key)):
-    """The calling key's workspace only: `?since=ISO-8601&by=model|key|day`."""
+    """The calling key's workspace only: `?since=ISO-8601&by=model|key|day|protocol`."""
     ledger = request.app.state.accounting.ledger
     if ledger is None:
         raise InvalidParameter("the usage ledger is turned off on this server", param="by")
-    if by not in ("model", "key", "day"):
-        raise InvalidParameter("by must be one of model, key, day", param="by")
+    if by not in GROUPS:
+        raise InvalidParameter(f"by must be one of {', '.join(GROUPS)}", param="by")
     try:
         since_at = parse_since(since)
     except ValueError as exc:

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from ...chat.output import OutputPipeline
-from ...config import DeploymentConfig
+from ...config import ConfigError, DeploymentConfig
 from ...workers import offload
 from ..protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, EngineRejected, EngineUnavailable, Finish,
                         ReasoningDelta, TextDelta, ToolCallDelta, Usage)
@@ -61,8 +61,7 @@ class UpstreamEngine:
         if self.healthy and self.model is None:
             models = await asyncio.to_thread(self.client.models)
             if len(models) != 1:
-                raise EngineRejected(f"deployment {self.name}: the upstream serves {models}; set upstream_model")
-            self.model = models[0]
+                raise ConfigError(f"deployment {self.name!r}: the upstream serves {models}; set upstream_model")
         if not self.healthy:
             log.warning("deployment %s: upstream %s is not answering yet (%s)", self.name, self.client.base_url,
                         self.last_error)
@@ -76,6 +75,9 @@ class UpstreamEngine:
 
     async def _check(self) -> None:
         ok = await self.client.healthy()
+        if ok and self.model is None:  # the upstream's only model, learnt once it answers
+            models = await asyncio.to_thread(self.client.models)
+            self.model = models[0] if len(models) == 1 else None
         if ok != self.healthy:
             log.info("deployment %s: upstream %s", self.name, "up" if ok else "down")
         self.healthy = ok
