@@ -272,15 +272,19 @@ def input_messages(items) -> tuple[list[dict], list[str]]:
     return out, sources
 
 
+def typed_parts(content, where: str, expected: str) -> list[tuple[str, str | None, dict]]:
+    """A message's content parts: (where, type, part) for each."""
+    if not isinstance(content, list):
+        fail(f"{where}.content", f"must be a string or a list of {expected}")
+    return [(f"{where}.content[{j}]", p.get("type") if isinstance(p, dict) else None, p)
+            for j, p in enumerate(content)]
+
+
 def input_content(content, where: str):
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        fail(f"{where}.content", "must be a string or a list of parts")
     parts = []
-    for j, p in enumerate(content):
-        at = f"{where}.content[{j}]"
-        kind = p.get("type") if isinstance(p, dict) else None
+    for at, kind, p in typed_parts(content, where, "input_text and input_image parts"):
         if kind == "input_text":
             parts.append({"type": "text", "text": p.get("text")})
         elif kind == "input_image":
@@ -295,13 +299,10 @@ def input_content(content, where: str):
 def output_text(content, where: str) -> str:
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        fail(f"{where}.content", "must be a string or a list of output_text parts")
     texts = []
-    for j, p in enumerate(content):
-        kind = p.get("type") if isinstance(p, dict) else None
+    for at, kind, p in typed_parts(content, where, "output_text parts"):
         if kind not in ("output_text", "input_text", "refusal"):
-            fail(f"{where}.content[{j}].type", "an assistant message holds output_text parts")
+            fail(f"{at}.type", "an assistant message holds output_text parts")
         texts.append(p.get("refusal", "") if kind == "refusal" else p.get("text", ""))
     return "".join(t for t in texts if isinstance(t, str))
 
