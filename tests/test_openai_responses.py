@@ -139,6 +139,10 @@ def test_a_function_tool_loop(scripted, streamed):
              {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny~"}]
     final = client.responses.create(input=items, **kw)
     assert final.output_text == "It is sunny in Beijing."
+    listed = client.responses.input_items.list(final.id, order="asc", limit=2)
+    assert [i.type for i in listed.data] == ["message", "reasoning"] and listed.has_more
+    assert [i.type for i in listed] == ["message", "reasoning", "message", "function_call", "function_call_output"]
+    assert listed.data[0].content[0].text == "What is the weather in Beijing? 2"
     # or chains on the stored response
     chained = client.responses.create(previous_response_id=first.id, **kw, input=[
         {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny~"}])
@@ -166,7 +170,7 @@ def test_stored_responses_are_scoped_to_the_workspace_and_expire(server):
     # past its retention, a response is gone; a save sweeps the expired rows away
     expired = StoredResponses(store.engine, timedelta(seconds=-1))
     expired._swept_at = time.monotonic()  # no sweep on this save
-    expired.save("default", {**r.model_dump(), "id": "resp_expired"}, [])
+    expired.save("default", {**r.model_dump(), "id": "resp_expired"}, [], [])
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_expired")
     with store.engine.connect() as conn:

@@ -123,12 +123,14 @@ def test_stored_responses_are_per_workspace_deletable_and_expire(store):
 
     kept = StoredResponses(store.engine, timedelta(days=30))
     conversation = [{"role": "user", "content": "Hi ✓"}, {"role": "assistant", "content": "Hello", "reasoning_content": ""}]
-    kept.save("ws-a", {"id": "resp_1", "output": []}, conversation)
+    items = [{"id": "msg_1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi ✓"}]}]
+    kept.save("ws-a", {"id": "resp_1", "output": []}, conversation, items)
     found = kept.get("ws-a", "resp_1")
     assert found.response == {"id": "resp_1", "output": []} and found.conversation == conversation
+    assert found.input_items == items
     assert kept.get("ws-b", "resp_1") is None
     assert not kept.delete("ws-b", "resp_1") and kept.delete("ws-a", "resp_1") and kept.get("ws-a", "resp_1") is None
     expired = StoredResponses(store.engine, timedelta(seconds=-1))
     expired._swept_at = time.monotonic()  # this save does not sweep
-    expired.save("ws-a", {"id": "resp_2"}, [])
+    expired.save("ws-a", {"id": "resp_2"}, [], [])
     assert expired.get("ws-a", "resp_2") is None and kept.purge() == 1 and kept.purge() == 0

@@ -79,8 +79,8 @@ rate_windows = Table(
 )
 
 # Responses of the OpenAI Responses protocol kept for `previous_response_id` and GET /responses/{id}:
-# the response as it was sent, and the conversation that led to it (chat messages, with the reply),
-# both JSON. Scoped to a workspace; gone after the retention period.
+# the response as it was sent, the conversation that led to it (chat messages, with the reply) and
+# the request's input items, all JSON. Scoped to a workspace; gone after the retention period.
 stored_responses = Table(
     "stored_responses",
     metadata,
@@ -90,4 +90,5 @@ stored_responses = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     Column("response", Text, nullable=False),
     Column("conversation", Text, nullable=False),
+    Column("input_items", Text, nullable=False),  # the request's own input, as items (GET .../input_items)
 )

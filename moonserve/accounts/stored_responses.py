@@ -25,6 +25,7 @@ SWEEP_EVERY_S = 3600.0
 class StoredResponse:
     response: dict  # as the client received it
     conversation: list[dict]  # chat messages up to and including the reply (without instructions)
+    input_items: list[dict]  # the request's own input, as Responses items with ids
 
 
 class StoredResponses:
@@ -34,20 +35,24 @@ class StoredResponses:
         self._lock = threading.Lock()
         self._swept_at = 0.0
 
-    def save(self, workspace_id: str, response: dict, conversation: list[dict]) -> None:
+    def save(self, workspace_id: str, response: dict, conversation: list[dict], input_items: list[dict]) -> None:
         now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
             conn.execute(insert(stored_responses).values(
                 id=response["id"], workspace_id=workspace_id, created_at=now, expires_at=now + self.retention,
                 response=json.dumps(response, ensure_ascii=False),
-                conversation=json.dumps(conversation, ensure_ascii=False)))
+                conversation=json.dumps(conversation, ensure_ascii=False),
+                input_items=json.dumps(input_items, ensure_ascii=False)))
         self._sweep()
 
     def get(self, workspace_id: str, response_id: str) -> StoredResponse | None:
         t = stored_responses.c
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.response, t.conversation).where(self._live(workspace_id, response_id))).first()
-        return None if row is None else StoredResponse(json.loads(row.response), json.loads(row.conversation))
+            row = conn.execute(select(t.response, t.conversation, t.input_items)
+                               .where(self._live(workspace_id, response_id))).first()
+        if row is None:
+            return None
+        return StoredResponse(json.loads(row.response), json.loads(row.conversation), json.loads(row.input_items))
 
     def delete(self, workspace_id: str, response_id: str) -> bool:
         with self.engine.begin() as conn:

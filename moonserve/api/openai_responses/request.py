@@ -41,6 +41,7 @@ class Turn:
 
     body: dict
     history: list[dict] = field(default_factory=list)  # chat messages without the instructions
+    items: list[dict] = field(default_factory=list)  # the request's input as items (GET .../input_items)
     sources: list[str] = field(default_factory=list)  # per chat message: the field it came from
     ignored: list[str] = field(default_factory=list)
 
@@ -100,6 +101,7 @@ def to_chat_body(body: dict, previous: list[dict] | None) -> tuple[dict, Turn]:
         turn.history.extend(previous)
         sources += ["previous_response_id"] * len(previous)
     new, new_sources = input_messages(body.get("input"))
+    turn.items = input_items(body.get("input"))
     turn.history.extend(new)
     sources += new_sources
     messages += turn.history
@@ -209,6 +211,32 @@ def tool_choice(choice):
 
 
 # -- input items ----------------------------------------------------------------------------------
+
+ITEM_PREFIXES = {"message": "msg", "reasoning": "rs", "function_call": "fc", "function_call_output": "fco"}
+
+
+def input_items(items) -> list[dict]:
+    """The input as the items OpenAI lists for a response (`message` content always as parts), without
+    ids; `with_ids` gives them theirs. Called after `input_messages` has checked them."""
+    if items is None:
+        return []
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    out = []
+    for item in items:
+        item = {"type": "message", **item}
+        if item["type"] == "message":
+            kind = "output_text" if item["role"] == "assistant" else "input_text"
+            if isinstance(item.get("content"), str):
+                item["content"] = [{"type": kind, "text": item["content"]}]
+            item.setdefault("status", "completed")
+        out.append(item)
+    return out
+
+
+def with_ids(items: list[dict], hex_id: str) -> list[dict]:
+    return [{**item, "id": item.get("id") or f"{ITEM_PREFIXES.get(item['type'], 'item')}_{hex_id}_in{i}"}
+            for i, item in enumerate(items)]
 
 def input_messages(items) -> tuple[list[dict], list[str]]:
     """`input` as chat messages, and for each the item it came from. Reasoning items give their text

@@ -31,7 +31,7 @@ from ..body import parse_json, read_json_body
 from ..disconnect import unless_client_leaves
 from ..errors import request_id, validation_error
 from .output import OutputBuilder, response_object
-from .request import Turn, fail, to_chat_body
+from .request import Turn, fail, to_chat_body, with_ids
 
 log = logging.getLogger("moonserve.responses")
 router = APIRouter()
@@ -73,10 +73,10 @@ class Reply:
 
     def __init__(self, call: ChatCall, turn: Turn, stored: StoredResponses):
         self.call, self.turn, self.stored = call, turn, stored
-        hex_id = call.request_id.replace("-", "")
-        self.id = f"resp_{hex_id}"
+        self.hex_id = call.request_id.replace("-", "")
+        self.id = f"resp_{self.hex_id}"
         self.created = int(time.time())
-        self.output = OutputBuilder(hex_id, call.thinking)
+        self.output = OutputBuilder(self.hex_id, call.thinking)
 
     def response(self, status: str, **kw) -> dict:
         return response_object(self.id, self.call.model, self.turn, self.created, status=status,
@@ -87,8 +87,9 @@ class Reply:
         body = self.response("incomplete" if finish.reason == "length" else "completed", usage=finish.usage)
         if self.turn.store:
             conversation = self.turn.history + [self.output.assistant_message()]
+            items = with_ids(self.turn.items, self.hex_id)
             try:
-                await asyncio.to_thread(self.stored.save, self.call.key.workspace_id, body, conversation)
+                await asyncio.to_thread(self.stored.save, self.call.key.workspace_id, body, conversation, items)
             except Exception:
                 log.exception("response %s could not be stored", self.id)
                 raise InternalError("The response was generated but could not be stored; send it again") from None
@@ -160,6 +161,27 @@ async def get_response(request: Request, response_id: str, key: ApiKey = Depends
     return found.response
 
 
+async def list_input_items(request: Request, response_id: str, after: str | None = None, limit: int = 20,
+                           order: str = "desc", key: ApiKey = Depends(require_key)):
+    """The request's own input items, paged like OpenAI's (`after`, `limit` 1-100, `order`)."""
+    if not 1 <= limit <= 100:
+        raise InvalidParameter("limit must be between 1 and 100", param="limit")
+    if order not in ("asc", "desc"):
+        raise InvalidParameter("order must be 'asc' or 'desc'", param="order")
+    found = await run_in_threadpool(request.app.state.stored_responses.get, key.workspace_id, response_id)
+    if found is None:
+        raise _not_found(response_id)
+    items = found.input_items if order == "asc" else found.input_items[::-1]
+    if after is not None:
+        ids = [i["id"] for i in items]
+        if after not in ids:
+            raise InvalidParameter(f"after: no input item {after!r} in this response", param="after")
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
 async def delete_response(request: Request, response_id: str, key: ApiKey = Depends(require_key)):
     if not await run_in_threadpool(request.app.state.stored_responses.delete, key.workspace_id, response_id):
         raise _not_found(response_id)
@@ -170,3 +192,4 @@ for prefix in PREFIXES:
     router.add_api_route(f"{prefix}/responses", create_response, methods=["POST"])
     router.add_api_route(f"{prefix}/responses/{{response_id}}", get_response, methods=["GET"])
     router.add_api_route(f"{prefix}/responses/{{response_id}}", delete_response, methods=["DELETE"])
+    router.add_api_route(f"{prefix}/responses/{{response_id}}/input_items", list_input_items, methods=["GET"])

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("response", sa.Text, nullable=False),
         sa.Column("conversation", sa.Text, nullable=False),
+        sa.Column("input_items", sa.Text, nullable=False),
     )
     op.create_index("ix_stored_responses_expires_at", "stored_responses", ["expires_at"])
 
