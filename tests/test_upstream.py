@@ -295,3 +295,26 @@ def test_media_are_fetched_and_checked_by_moonserve_and_sent_as_data(tmp_path):
         server.stop()
         media_server.shutdown()
         replica.stop()
+
+
+def test_an_upstreams_sse_lines_are_split_and_bounded():
+    """The SSE reader joins lines cut across reads, and refuses a line that never ends."""
+    import asyncio
+
+    from moonserve.engines.protocol import EngineUnavailable
+    from moonserve.engines.upstream.client import MAX_LINE, UpstreamClient
+
+    class Body:  # what the reader uses of an httpx response: its bytes, in pieces
+        def __init__(self, pieces):
+            self.pieces = pieces
+
+        async def aiter_bytes(self):
+            for p in self.pieces:
+                yield p
+
+    async def lines(pieces):
+        return [line async for line in UpstreamClient._lines(Body(pieces))]
+
+    assert asyncio.run(lines([b'data: {"a"', b':1}\r\n\ndata: [DO', b"NE]\n"])) == ['data: {"a":1}', "", "data: [DONE]"]
+    with pytest.raises(EngineUnavailable):
+        asyncio.run(lines([b"x" * (1 << 20)] * (MAX_LINE // (1 << 20) + 1)))

@@ -17,6 +17,7 @@ from ...config import DeploymentConfig
 from ..protocol import EngineRejected, EngineThrottled, EngineUnavailable
 
 MAX_ERROR_TEXT = 2000
+MAX_LINE = 16 * 1024 * 1024  # one SSE line (a chunk); a tool call's arguments come in many
 
 
 def _headers(d: DeploymentConfig) -> dict:
@@ -82,8 +83,28 @@ class UpstreamClient:
             return await self.http.send(request, stream=True)
 
     @staticmethod
-    async def _chunks(r: httpx.Response) -> AsyncIterator[dict]:
-        async for line in r.aiter_lines():
+    async def _lines(r: httpx.Response) -> AsyncIterator[str]:
+        """The SSE lines, each at most MAX_LINE bytes: an upstream that never ends a line cannot
+        fill our memory."""
+        pending: list[bytes] = []  # the current line's pieces so far
+        size = 0
+        async for data in r.aiter_bytes():
+            if b"\n" not in data:
+                pending.append(data)
+                size += len(data)
+                if size > MAX_LINE:
+                    raise EngineUnavailable(f"upstream sent a line longer than {MAX_LINE} bytes")
+                continue
+            first, *lines, rest = data.split(b"\n")
+            for line in (b"".join(pending) + first, *lines):
+                yield line.rstrip(b"\r").decode("utf-8", "replace")
+            pending, size = [rest], len(rest)
+        if size:
+            yield b"".join(pending).decode("utf-8", "replace")
+
+    @classmethod
+    async def _chunks(cls, r: httpx.Response) -> AsyncIterator[dict]:
+        async for line in cls._lines(r):
             if not line.startswith("data:"):
                 continue  # event names, comments (keep-alives), blank lines
             data = line[5:].strip()
