@@ -20,7 +20,9 @@ app = typer.Typer(help="Moonserve: the Model Studio Kimi API, served on your own
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 models_app = typer.Typer(help="Public model ids and their activation per workspace.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+users_app = typer.Typer(help="Console users: add, list, passwd, remove.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(users_app, name="users")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -82,7 +84,13 @@ def serve(
     _fetch_weights(cfg)
     out.print(f"Serving on http://{host}:{port}/compatible-mode/v1 (loading models...)")
     sys.stdout.flush()
-    app_ = create_app(cfg, on_first_run=announce)
+    def announce_owner(username: str, password: str) -> None:
+        out.print(f"[bold]Console:[/bold] http://{host}:{port}/console — sign in as [cyan]{username}[/cyan] with "
+                  "this password (shown once; change it with `moonserve users passwd`):")
+        out.print(f"\n    MOONSERVE_CONSOLE_PASSWORD={password}\n", highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+
+    app_ = create_app(cfg, on_first_run=announce, on_console_owner=announce_owner)
     run(app_, host=host, port=port, access_log=access_log, grace=cfg.server.shutdown_grace_seconds)
 
 
@@ -119,6 +127,70 @@ def keys_list(
         table.add_row(k.id, k.workspace_id, k.region, k.hint, _short(k.created_at), _short(k.last_used_at),
                       _short(k.revoked_at))
     out.print(table)
+
+
+def _users(config: Optional[str]):
+    from .accounts.console_users import ConsoleUsers
+
+    return ConsoleUsers(_store(_config(config)).engine)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: str = typer.Option("member", help="owner (every workspace, console users) or member (its workspace)."),
+    workspace: str = WorkspaceOpt,
+    config: Optional[str] = ConfigOpt,
+):
+    """Add a console user; prints a generated password once."""
+    from .accounts.console_users import UserError, new_password
+
+    password = new_password()
+    store = _store(_config(config))
+    store.ensure_workspace(workspace)
+    try:
+        _users(config).add(username, password, role, workspace)
+    except UserError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1)
+    out.print(f"Added {role} {username} (workspace {workspace}). Password, shown once:")
+    out.print(f"\n    {password}\n", highlight=False, soft_wrap=True)
+
+
+@users_app.command("list")
+def users_list(config: Optional[str] = ConfigOpt, as_json: bool = JsonOpt):
+    """Console users (never their passwords)."""
+    users = _users(config).list()
+    if as_json:
+        _print_json([{"username": u.username, "role": u.role, "workspace": u.workspace_id} for u in users])
+        return
+    table = Table("username", "role", "workspace")
+    for u in users:
+        table.add_row(u.username, u.role, u.workspace_id)
+    out.print(table)
+
+
+@users_app.command("passwd")
+def users_passwd(username: str, config: Optional[str] = ConfigOpt):
+    """Give a user a new generated password (printed once); signs it out everywhere."""
+    from .accounts.console_users import UserError, new_password
+
+    password = new_password()
+    try:
+        _users(config).set_password(username, password)
+    except UserError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1)
+    out.print(f"New password for {username}, shown once:\n\n    {password}\n", highlight=False, soft_wrap=True)
+
+
+@users_app.command("remove")
+def users_remove(username: str, config: Optional[str] = ConfigOpt):
+    """Remove a console user and its sessions."""
+    if not _users(config).remove(username):
+        err.print(f"[red]no user {escape(username)!r}[/red]")
+        raise typer.Exit(1)
+    out.print(f"Removed {username}.")
 
 
 @keys_app.command("revoke")

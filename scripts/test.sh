@@ -6,4 +6,12 @@ cd "$(dirname "$0")/.."
 if [ ! -d tests/node/node_modules/openai ]; then
   npm install --prefix tests/node --no-audit --no-fund --silent
 fi
+# The console's browser tests drive Debian's Chromium (no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "The console tests need Debian's chromium: sudo apt-get install chromium" >&2
+  fi
+fi
 exec .venv/bin/python -m pytest "$@"

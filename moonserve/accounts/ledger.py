@@ -62,7 +62,7 @@ class Ledger:
 
 def _money(nanos) -> str:
     """Sums of billionths as decimal strings (JSON has no decimal type)."""
-    return str((Decimal(int(nanos or 0)) / Decimal(1_000_000_000)).quantize(Decimal("0.000000001")))
+    return format((Decimal(int(nanos or 0)) / Decimal(1_000_000_000)).quantize(Decimal("0.000000001")), "f")
 
 
 def parse_since(text: str | None) -> datetime | None:

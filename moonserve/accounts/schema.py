@@ -92,3 +92,27 @@ stored_responses = Table(
     Column("conversation", Text, nullable=False),
     Column("input_items", Text, nullable=False),  # the request's own input, as items (GET .../input_items)
 )
+
+# Console users (the web console at /console): an owner sees every workspace and manages users; a
+# member works in its own workspace. Passwords are Argon2id hashes.
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("role", String(16), nullable=False),  # "owner" | "member"
+    Column("workspace_id", String(64), nullable=False),  # the member's workspace; the owner's default one
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+)
+
+# Signed-in console sessions: the cookie holds a random token, the table its hash.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("username", String(64), ForeignKey("console_users.username", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)

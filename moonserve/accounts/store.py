@@ -123,6 +123,10 @@ class Store:
         except IntegrityError:  # another process created it first
             return False
 
+    def list_workspaces(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(workspaces.c.id).order_by(workspaces.c.id))]
+
     def workspace_exists(self, workspace_id: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(workspaces.c.id).where(workspaces.c.id == workspace_id)).first() is not None

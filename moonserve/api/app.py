@@ -12,16 +12,18 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
+from ..accounts.console_users import ConsoleUsers
 from ..accounts.store import Store
 from ..accounts.stored_responses import StoredResponses
 from ..config import Config
 from ..engines import create_engine
 from ..service.accounting import Accounting
-from ..service.bootstrap import FirstRun, first_run
+from ..service.bootstrap import FirstRun, console_owner, first_run
 from ..media.fetch import FetchPolicy, Fetcher
 from ..service.chat import ChatService
 from ..service.media import MediaLoader
 from ..service.signatures import load_signer
+from ..console import routes as console
 from . import anthropic, errors
 from .metrics import Metrics
 from .openai_responses import routes as openai_responses
@@ -30,8 +32,10 @@ from .routes import OPENAPI_SCHEMAS, router
 log = logging.getLogger("moonserve")
 
 
-def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | None = None) -> FastAPI:
+def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | None = None,
+               on_console_owner: Callable[[str, str], None] | None = None) -> FastAPI:
     store = Store(config.database_url)
+    console_users = ConsoleUsers(store.engine)
     engines = {name: create_engine(config.deployments[name], config.models_dir) for name in config.served}
 
     @asynccontextmanager
@@ -40,6 +44,9 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
         fr = first_run(store, config)
         if fr and on_first_run:
             on_first_run(fr)
+        owner = console_owner(console_users)
+        if owner and on_console_owner:
+            on_console_owner(*owner)
         started: list = []
         try:
             for name, engine in engines.items():
@@ -54,6 +61,7 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     app = FastAPI(title="Moonserve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = config
     app.state.store = store
+    app.state.console_users = console_users
     app.state.engines = engines
     m = config.media
     fetcher = Fetcher(FetchPolicy(frozenset(h.lower() for h in m.allow_hosts), m.connect_timeout, m.read_timeout,
@@ -69,6 +77,7 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     app.include_router(router)
     app.include_router(anthropic.router)
     app.include_router(openai_responses.router)
+    console.install(app)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

@@ -8,10 +8,14 @@ deactivate` takes a model away from the default workspace too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..accounts.store import DEFAULT_WORKSPACE, ApiKey, Store
 from ..catalog import cards
 from ..config import Config
+
+if TYPE_CHECKING:
+    from ..accounts.console_users import ConsoleUsers
 
 
 @dataclass
@@ -31,3 +35,14 @@ def first_run(store: Store, config: Config) -> FirstRun | None:
             store.activate(DEFAULT_WORKSPACE, model_id)
             activated.append(model_id)
     return FirstRun(key=key, secret=secret, activated=activated)
+
+
+def console_owner(users: "ConsoleUsers") -> tuple[str, str] | None:
+    """The console's first owner, when there is none yet: its username and a password shown once."""
+    from ..accounts.console_users import new_password
+
+    if users.any_owner():
+        return None
+    password = new_password()
+    users.add("admin", password, "owner", DEFAULT_WORKSPACE)
+    return "admin", password
