@@ -191,3 +191,28 @@ def test_repeated_wrong_passwords_lock_the_account(console):
         # the session cookie is HttpOnly and SameSite
         r = c.post("/console/login", data={"csrf": "x", "username": "carol", "password": "y"})
         assert "security token" in r.text
+
+
+def test_hostile_console_requests_get_clear_refusals(console):
+    server = console["server"]
+    with httpx.Client(base_url=server.url) as c:
+        form = c.get("/console/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        huge = c.post("/console/login", data={"csrf": csrf, "username": "x" * 100000, "password": "\x00" * 1000})
+        assert huge.status_code == 401
+        c.get("/console/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)
+        assert c.post("/console/login", data={"csrf": csrf, "username": "bob",
+                                              "password": console["bob"]}).status_code == 303
+        page = c.get("/console/playground").text
+        token = re.search(r'data-csrf="([^"]+)"', page).group(1)
+        chat = "/console/playground/chat"
+        assert c.post(chat, json={"model": MODEL, "message": "Hi"}).status_code == 403  # no CSRF header
+        headers = {"X-CSRF-Token": token, "Content-Type": "application/json"}
+        for body, status in [(b"[]", 400), (b"{", 400), (b'{"model": "nope", "message": "Hi"}', 404),
+                             (b'{"model": "kimi/kimi-k2.5", "message": "Hi"}', 403),
+                             (b'{"model": "kimi/kimi-k2.6", "workspace": "default", "message": "Hi"}', 403)]:
+            r = c.post(chat, content=body, headers=headers)
+            assert r.status_code == status, (body, r.text)
+        assert c.get("/console/usage.csv?by=nope").status_code == 403
+    assert server.proc.poll() is None and "Traceback" not in server.output()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..catalog import cards
 from ..errors import InvalidParameter, ModelStudioError
 from ..wire import ChatRequest
 from ..api import chat_replies
+from ..api.body import parse_json, read_json_body
 from ..api.errors import request_id, validation_error
 from .charts import bar_chart
 
@@ -330,16 +330,18 @@ async def playground_chat(request: Request):
     if not secrets.compare_digest(request.headers.get("x-csrf-token", ""), session.csrf_token):
         raise Refused("This request is missing its security token; reload the page.")
     state, rid = request.app.state, request_id(request)
-    raw = await request.body()
     try:
-        asked = json.loads(raw)
+        raw = await read_json_body(request)
+        asked = parse_json(raw)
         ws = workspace_of(request, session, asked.get("workspace"))
         req = ChatRequest.model_validate({
             "model": asked.get("model"), "stream": True, "stream_options": {"include_usage": True},
             "enable_thinking": bool(asked.get("thinking")),
             "messages": [{"role": "user", "content": str(asked.get("message", ""))}]})
-    except (ValueError, AttributeError):
-        return JSONResponse(InvalidParameter("The request is not valid JSON", param="body").body(rid), 400)
+    except ModelStudioError as exc:
+        return JSONResponse(exc.body(rid), exc.status)
+    except AttributeError:
+        return JSONResponse(InvalidParameter("The request must be a JSON object", param="body").body(rid), 400)
     except ValidationError as exc:
         err = validation_error(exc)
         return JSONResponse(err.body(rid), err.status)
