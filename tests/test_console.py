@@ -176,13 +176,17 @@ def test_the_owner_sees_every_workspace_and_manages_users(console, browser):
     context.close()
 
 
+def post_sign_in(c: httpx.Client, username: str, password: str) -> httpx.Response:
+    """The sign-in form, as a browser posts it (its token from the page and the cookie beside it)."""
+    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)
+    return c.post("/console/login", data={"csrf": csrf, "username": username, "password": password})
+
+
 def test_repeated_wrong_passwords_lock_the_account(console):
     server = console["server"]
     with httpx.Client(base_url=server.url) as c:
         def attempt(password: str) -> httpx.Response:
-            form = c.get("/console/login").text
-            csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
-            return c.post("/console/login", data={"csrf": csrf, "username": "carol", "password": password})
+            return post_sign_in(c, "carol", password)
 
         for _ in range(5):
             assert "Wrong username or password" in attempt("not-the-password").text
@@ -196,14 +200,8 @@ def test_repeated_wrong_passwords_lock_the_account(console):
 def test_hostile_console_requests_get_clear_refusals(console):
     server = console["server"]
     with httpx.Client(base_url=server.url) as c:
-        form = c.get("/console/login").text
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
-        huge = c.post("/console/login", data={"csrf": csrf, "username": "x" * 100000, "password": "\x00" * 1000})
-        assert huge.status_code == 401
-        c.get("/console/login")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)
-        assert c.post("/console/login", data={"csrf": csrf, "username": "bob",
-                                              "password": console["bob"]}).status_code == 303
+        assert post_sign_in(c, "x" * 100000, "\x00" * 1000).status_code == 401
+        assert post_sign_in(c, "bob", console["bob"]).status_code == 303
         page = c.get("/console/playground").text
         token = re.search(r'data-csrf="([^"]+)"', page).group(1)
         chat = "/console/playground/chat"

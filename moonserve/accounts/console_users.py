@@ -8,10 +8,9 @@ session's CSRF token and its expiry.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from .schema import console_sessions, console_users
+from .store import _now, _utc, hash_secret as _digest
 
 ROLES = ("owner", "member")
 MAX_FAILURES = 5
@@ -49,16 +49,6 @@ class Session:
     csrf_token: str
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _utc(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_password() -> str:
