@@ -136,25 +136,28 @@ def test_a_member_activates_a_model_makes_a_key_calls_sees_usage_and_revokes(con
     context.close()
 
 
+def signed_in(browser, url: str, username: str, password: str):
+    """A page of a new browser context, signed in."""
+    page = browser.new_context().new_page()
+    sign_in(page, url, username, password)
+    return page
+
+
 def test_a_member_cannot_reach_another_workspace_nor_post_without_the_token(console, browser):
     server = console["server"]
-    context = browser.new_context()
-    page = context.new_page()
-    sign_in(page, server.url, "bob", console["bob"])
+    page = signed_in(browser, server.url, "bob", console["bob"])
     response = page.goto(f"{server.url}/console/usage?workspace=default")
     assert response.status == 403 and "only see your own workspace" in page.content()
     page.screenshot(path=ARTIFACTS / "09-other-workspace.png")
     posted = page.request.post(f"{server.url}/console/keys", form={"action": "create", "workspace": "team-b"})
     assert posted.status == 403 and "security token" in posted.text()
     assert "sk-" not in posted.text()
-    context.close()
+    page.context.close()
 
 
 def test_the_owner_sees_every_workspace_and_manages_users(console, browser):
     server = console["server"]
-    context = browser.new_context()
-    page = context.new_page()
-    sign_in(page, server.url, "admin", console["owner"])
+    page = signed_in(browser, server.url, "admin", console["owner"])
     options = page.locator("#workspace option").all_inner_texts()
     assert {"default", "team-b", "team-c"} <= set(options)
     page.goto(f"{server.url}/console/keys?workspace=team-b")
@@ -165,15 +168,15 @@ def test_the_owner_sees_every_workspace_and_manages_users(console, browser):
     page.get_by_role("button", name="Add user").click()
     password = page.locator("#new-password").inner_text()
     page.screenshot(path=ARTIFACTS / "10-users.png", full_page=True)
-    dave = browser.new_context().new_page()
-    sign_in(dave, server.url, "dave", password)
+    dave = signed_in(browser, server.url, "dave", password)
     assert "Users" not in dave.locator("header nav").inner_text()
     assert dave.goto(f"{server.url}/console/users").status == 403
     page.once("dialog", lambda d: d.accept())
     page.locator("tr", has_text="dave").get_by_role("button", name="Remove").click()
     page.wait_for_load_state()
     assert dave.goto(f"{server.url}/console/models").url.endswith("/console/login")  # signed out at once
-    context.close()
+    page.context.close()
+    dave.context.close()
 
 
 def post_sign_in(c: httpx.Client, username: str, password: str) -> httpx.Response:
