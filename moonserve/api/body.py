@@ -32,9 +32,13 @@ async def read_json_body(request: Request, cap: int = MAX_REQUEST_BYTES) -> byte
         if mime != "application/json" and not mime.endswith("+json"):
             raise InvalidParameter(f"Content-Type must be application/json, not {mime or 'empty'!r}",
                                    param="Content-Type")
-    # The rest of the body stays unread: the connection closes after the reply, so the client stops sending.
-    too_large = RequestTooLarge("The request may not exceed 100 MB (text plus images and videos)", param="body",
-                                headers={"Connection": "close"})
+    return await read_capped_body(request, cap, "The request may not exceed 100 MB (text plus images and videos)")
+
+
+async def read_capped_body(request: Request, cap: int, message: str) -> bytes:
+    """The body, read in chunks; a 413 as soon as it passes `cap` (or declares more). The rest stays
+    unread: the connection closes after the reply, so the client stops sending."""
+    too_large = RequestTooLarge(message, param="body", headers={"Connection": "close"})
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise too_large

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import secrets
+from urllib.parse import parse_qsl
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,16 +26,18 @@ from ..accounts.console_users import Session
 from ..accounts.ledger import parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
-from ..errors import InvalidParameter, ModelStudioError
+from ..errors import InvalidParameter, ModelStudioError, RequestTooLarge
 from ..wire import ChatRequest
+from ..workers import offload
 from ..api import chat_replies
-from ..api.body import parse_json, read_json_body
+from ..api.body import parse_json, read_capped_body, read_json_body
 from ..api.errors import request_id, validation_error
 from .charts import bar_chart
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 STATIC = StaticFiles(directory=Path(__file__).parent / "static")
 COOKIE, LOGIN_COOKIE = "moonserve_session", "moonserve_signin"
+FORM_BYTES = 64 * 1024
 PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "365d": "Last year"}
 templates = Environment(loader=PackageLoader("moonserve.console", "templates"), autoescape=select_autoescape())
 
@@ -82,9 +85,18 @@ async def current(request: Request) -> Session:
     return session
 
 
+async def posted(request: Request) -> dict:
+    """An HTML form (urlencoded; the console posts nothing else), at most FORM_BYTES."""
+    try:
+        raw = await read_capped_body(request, FORM_BYTES, "A console form may not exceed 64 KB")
+    except RequestTooLarge as exc:
+        raise Refused(exc.message) from None
+    return dict(parse_qsl(raw.decode("utf-8", "replace"), max_num_fields=100))
+
+
 async def form(request: Request, session: Session) -> dict:
     """The posted form, once its CSRF token matches the session's."""
-    data = dict(await request.form())
+    data = await posted(request)
     if not secrets.compare_digest(str(data.get("csrf", "")), session.csrf_token):
         raise Refused("This form is missing its security token; reload the page and try again.")
     return data
@@ -115,11 +127,13 @@ async def login_page(request: Request, error: str | None = None):
 
 @router.post("/login")
 async def login(request: Request):
-    data = dict(await request.form())
+    data = await posted(request)
     if not data.get("csrf") or not secrets.compare_digest(str(data["csrf"]), request.cookies.get(LOGIN_COOKIE, "")):
         return await login_page(request, "This form is missing its security token; try again.")
-    result = await run_in_threadpool(request.app.state.console_users.sign_in, str(data.get("username", "")),
-                                     str(data.get("password", "")))
+    # Argon2 is memory-hard by design: sign-ins share the bounded worker pool, so a flood of them
+    # cannot take the server's memory
+    result = await offload(request.app.state.console_users.sign_in, str(data.get("username", "")),
+                           str(data.get("password", "")))
     if isinstance(result, str):
         return await login_page(request, result)
     token, _ = result
