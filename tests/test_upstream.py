@@ -179,7 +179,7 @@ def test_several_deployments_per_model_fail_over_in_order(smollm2_upstream, tmp_
     from moonserve.testing import free_port
 
     gateway, replica = smollm2_upstream["gateway"], smollm2_upstream["replica"]
-    config = (f'[deployments.dead]\nengine = "upstream"\nbase_url = "http://127.0.0.1:{free_port()}/v1"\n'
+    config = (f'[deployments.dead]\nengine = "upstream"\nbase_url = "http://ops:hunter2@127.0.0.1:{free_port()}/v1"\n'
               f'upstream_model = "smollm2"\nhealth_interval = 0.5\n'
               f'[deployments.local]\nengine = "upstream"\nbase_url = "{gateway.url}/v1"\nflavour = "llamacpp"\n'
               f'max_concurrency = 1\nmax_waiting = 0\n'
@@ -199,7 +199,7 @@ def test_several_deployments_per_model_fail_over_in_order(smollm2_upstream, tmp_
         health = httpx.get(f"{server.url}/health").json()["deployments"]
         assert health["dead"]["healthy"] is False and health["local"]["healthy"] is True
         assert health["local"]["completed"] == 1 and health["overflow"]["completed"] == 1, health
-        assert "api_key" not in json.dumps(health)
+        assert "api_key" not in json.dumps(health) and "hunter2" not in json.dumps(health)
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'moonserve_deployment_up{deployment="dead"} 0.0' in metrics
         assert 'moonserve_deployment_up{deployment="local"} 1.0' in metrics

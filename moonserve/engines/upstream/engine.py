@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from urllib.parse import urlsplit, urlunsplit
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -63,7 +64,7 @@ class UpstreamEngine:
             if len(models) != 1:
                 raise ConfigError(f"deployment {self.name!r}: the upstream serves {models}; set upstream_model")
         if not self.healthy:
-            log.warning("deployment %s: upstream %s is not answering yet (%s)", self.name, self.client.base_url,
+            log.warning("deployment %s: upstream %s is not answering yet (%s)", self.name, self.public_url,
                         self.last_error)
         self._watch = asyncio.create_task(self._watch_health())
 
@@ -94,6 +95,13 @@ class UpstreamEngine:
             except Exception:  # never let the watch die
                 log.exception("deployment %s: health check", self.name)
 
+    @property
+    def public_url(self) -> str:
+        """The base URL without any user:password in it (/health is open to everyone)."""
+        parts = urlsplit(self.deployment.base_url)
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
+        return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
     def mark_failed(self, error: Exception) -> None:
         """A call found the upstream down: route around it until the next health check says otherwise."""
         self.healthy = False
@@ -101,7 +109,7 @@ class UpstreamEngine:
         self.last_error = str(error)
 
     def stats(self) -> dict:
-        return {"engine": "upstream", "flavour": self.deployment.flavour, "base_url": self.deployment.base_url,
+        return {"engine": "upstream", "flavour": self.deployment.flavour, "base_url": self.public_url,
                 "model": self.model, "healthy": self.healthy, "up": int(self.healthy), "running": self.in_flight,
                 "waiting": self.waiting, "failures": self.failures, "completed": self.completed,
                 "last_error": self.last_error}
