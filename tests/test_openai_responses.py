@@ -210,3 +210,7 @@ def test_errors_name_the_responses_fields(server):
                    json={"model": MODEL, "input": "Hi", "max_output_tokens": 3, "temperature": 0.3,
                          "enable_thinking": False})
     assert r.status_code == 200 and "temperature" in r.headers["X-Moonserve-Ignored-Params"]
+    # the Node SDK sends extra_body literally: its fields count as top-level ones, as in chat
+    r = httpx.post(f"{server.url}/v1/responses", headers={"Authorization": f"Bearer {server.key}"},
+                   json={"model": MODEL, "input": "Hi", "max_output_tokens": 3, "extra_body": {"enable_thinking": False}})
+    assert r.status_code == 200 and [i["type"] for i in r.json()["output"]] == ["message"]

@@ -55,16 +55,21 @@ async def read_chat_request(request: Request) -> tuple[ChatRequest, int]:
     return await offload(parse_chat_request, raw), len(raw)
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
+def parse_json_object(raw: bytes) -> dict:
+    """A JSON object body. The guide's Node.js example sends `extra_body: {...}` literally (the Node
+    SDK passes unknown keys through); Model Studio reads those fields as top-level ones, and so do we."""
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise InvalidParameter("The request body must be a JSON object", param="body")
-    # The guide's Node.js example sends `extra_body: {...}` literally (the Node SDK passes unknown
-    # keys through); Model Studio reads those fields as top-level ones, and so do we.
     extra = body.pop("extra_body", None)
     if isinstance(extra, dict):
         for k, v in extra.items():
             body.setdefault(k, v)
+    return body
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    body = parse_json_object(raw)
     try:
         return ChatRequest.model_validate(body)
     except ValidationError as exc:

@@ -27,7 +27,7 @@ from ...service.call import ChatCall
 from ...wire import ChatRequest
 from ...workers import offload
 from ..auth import require_key
-from ..body import parse_json, read_json_body
+from ..body import parse_json_object, read_json_body
 from ..disconnect import unless_client_leaves
 from ..errors import request_id, validation_error
 from .output import OutputBuilder, response_object
@@ -43,9 +43,7 @@ def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: lis
     `turns` as soon as it is known, so that a later refusal can be named in the request's terms."""
 
     def parse(raw: bytes) -> ChatRequest:
-        body = parse_json(raw)
-        if not isinstance(body, dict):
-            raise InvalidParameter("The request body must be a JSON object", param="body")
+        body = parse_json_object(raw)
         previous = None
         pid = body.get("previous_response_id")
         if pid is not None:
