@@ -141,3 +141,17 @@ def test_kimi_arguments_stream_in_pieces():
     assert p.in_tool_call
     more = p.feed("1}<|tool_call_end|>")
     assert [d.arguments for d in more] == ["1}"] and not p.in_tool_call and p.tool_calls_done == 1
+
+
+def test_a_schemas_strings_hold_no_raw_control_characters():
+    """JSON forbids a raw newline or tab inside a string: the schema grammar must too, or a
+    structured reply could not be parsed (it happened once through kosong's structured output)."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from moonserve.engines.embedded.grammars import response_format_grammar
+
+    grammar = response_format_grammar({"type": "json_schema", "json_schema": {"schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
+    char = next(line for line in grammar.splitlines() if line.startswith("char ::="))
+    assert char.startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F]'), char
+    LlamaGrammar.from_string(grammar, verbose=False)  # llama.cpp takes it

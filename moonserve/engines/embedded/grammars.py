@@ -40,6 +40,12 @@ CALL_FORMATS = {
 }
 
 
+# llama-cpp-python's converter lets a string hold raw control characters (a newline, a tab), which
+# JSON forbids: a reply could then not be parsed. Its string character, as JSON allows it.
+LOOSE_CHAR = 'char ::= [^"\\\\] |'
+JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
 def _converter() -> SchemaConverter:
     return SchemaConverter(prop_order={"name": 0, "arguments": 1}, allow_fetch=False, dotall=False,
                            raw_pattern=False)
@@ -50,7 +56,7 @@ def _convert(build, param: str) -> str:
     try:  # the converter signals what it cannot take with assertions and ValueErrors alike
         conv = _converter()
         root = build(conv)
-        grammar = f"{conv.format_grammar().rstrip()}\nroot ::= {root}\n"
+        grammar = f"{conv.format_grammar().rstrip()}\nroot ::= {root}\n".replace(LOOSE_CHAR, JSON_CHAR)
     except RecursionError:
         raise UnsupportedResponseFormat("this JSON schema refers to itself too deeply", param) from None
     except Exception as exc:
