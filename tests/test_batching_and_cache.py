@@ -1,4 +1,9 @@
-"""Continuous batching and the implicit context cache, through a real server and the real engine."""
+"""Continuous batching and the implicit context cache, through a real server and the real engine.
+
+The tests that compare answers token for token run with `deterministic = true` (llama.cpp's kernels
+without llamafile, flash attention off): only there is a seeded answer bit-identical whether it runs
+alone, in a batch, after a cache hit or beside the prefill worker. The default (fast) kernels are
+checked for what they promise: the same answers when the conditions repeat, and the cache's counts."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import concurrent.futures as cf
 import json
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +21,7 @@ from conftest import wait_idle
 from moonserve.testing import smollm2_path, start_server
 
 MODEL = "kimi/kimi-k2.6"
+DETERMINISTIC = "[deployments.smollm2]\ndeterministic = true\n"
 # ~700 tokens: well over the 256-token minimum the cache reuses
 LONG_SYSTEM = "You are a careful assistant. " + " ".join(
     f"Rule {i}: answer questions about topic {i} precisely and kindly." for i in range(60))
@@ -68,9 +75,27 @@ def health(server, deployment="smollm2") -> dict:
 
 @pytest.fixture(scope="module")
 def batch_server(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("batch"), config="[deployments.smollm2]\nmax_sequences = 8\n")
+    s = start_server(tmp_path_factory.mktemp("batch"), config=DETERMINISTIC + "max_sequences = 8\n")
     yield s
     s.stop()
+
+
+def loaded_cpu_kernels(server) -> str:
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text().splitlines()
+    return next(line.split()[-1] for line in maps if "libggml-cpu" in line)
+
+
+def test_deterministic_mode_runs_kernels_without_llamafile_and_the_default_the_fast_ones(batch_server, tmp_path):
+    assert "/share/moonserve/deterministic/" in loaded_cpu_kernels(batch_server)
+    assert health(batch_server)["deterministic"] is True
+    fast = start_server(tmp_path)
+    try:
+        assert "/llama_cpp/lib/" in loaded_cpu_kernels(fast) and health(fast)["deterministic"] is False
+        # fast kernels still repeat a seeded answer when the conditions repeat (alone, no cache)
+        question = [{"role": "user", "content": "Tell me about foxes."}]
+        assert ask(fast, question, max_tokens=40, seed=42) == ask(fast, question, max_tokens=40, seed=42)
+    finally:
+        fast.stop()
 
 
 def test_16_simultaneous_streams_all_finish_with_correct_usage(batch_server, vocab):
@@ -159,7 +184,7 @@ def test_metrics_show_batching_and_cache(batch_server):
 
 def test_eviction_under_memory_pressure_keeps_answers_identical(tmp_path, vocab):
     # one ~700-token entry of SmolLM2 is ~16 MB: a 40 MB budget holds two
-    s = start_server(tmp_path, config="[deployments.smollm2]\nprefix_cache_mb = 40\n")
+    s = start_server(tmp_path, config=DETERMINISTIC + "prefix_cache_mb = 40\n")
     try:
         def msgs(i):
             return [{"role": "system", "content": f"Variant {i}. " + LONG_SYSTEM},
@@ -251,7 +276,7 @@ def test_long_prompts_beside_running_streams_are_prefilled_aside_with_identical_
     question = [{"role": "user", "content": "List every rule again in your own words: " + "and then? " * 40}]
     plain = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": "What is rule 3?"}]
     cached_then_more = [{"role": "system", "content": LONG_SYSTEM}, *question]
-    no_cache = start_server(tmp_path / "a", config="[deployments.smollm2]\nprefix_cache_mb = 0\n")
+    no_cache = start_server(tmp_path / "a", config=DETERMINISTIC + "prefix_cache_mb = 0\n")
     try:
         alone = ask(no_cache, plain, max_tokens=24, seed=3)
         reference = ask(no_cache, cached_then_more, max_tokens=24, seed=3)
@@ -260,7 +285,7 @@ def test_long_prompts_beside_running_streams_are_prefilled_aside_with_identical_
         assert health(no_cache)["prefills_offloaded"] == 1
     finally:
         no_cache.stop()
-    with_cache = start_server(tmp_path / "b")
+    with_cache = start_server(tmp_path / "b", config=DETERMINISTIC)
     try:
         ask(with_cache, plain, max_tokens=24, seed=3)  # leaves the long system prompt in the cache
         text, usage, finish = ask_beside_a_running_stream(with_cache, cached_then_more, max_tokens=24, seed=3)

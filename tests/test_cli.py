@@ -51,6 +51,11 @@ def test_config_errors_are_reported_not_raised(tmp_path):
     r = run(tmp_path, "models", "list", "--config", str(cfg), check=False)
     assert r.returncode == 2 and "rules and prices are fixed" in r.stderr
     assert "Traceback" not in r.stderr
+    # llama.cpp's kernels are chosen per process: served embedded deployments must agree
+    cfg.write_text('[deployments.smollm2]\ndeterministic = true\n[deployments.other]\nmodel = "x.gguf"\n'
+                   '[models."kimi/kimi-k2.5"]\ndeployment = "other"\n')
+    r = run(tmp_path, "models", "list", "--config", str(cfg), check=False)
+    assert r.returncode == 2 and "deterministic" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_models_list_shows_the_sampling_and_output_bound_each_call_gets(tmp_path):

@@ -17,7 +17,7 @@ from moonserve.engines.protocol import EngineOverloaded
 
 
 def seq(n_prompt: int, generating: bool = False) -> Sequence:
-    s = Sequence(prompt=list(range(1, n_prompt + 1)), max_new_tokens=100, sampler=None, emit=lambda e: None)
+    s = Sequence(prompt=list(range(1, n_prompt + 1)), max_new_tokens=100, sampler=None)
     if generating:
         s.n_computed, s.last_token = n_prompt, 7
     return s

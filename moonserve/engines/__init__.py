@@ -10,6 +10,12 @@ from .protocol import Engine
 
 def create_engine(deployment: DeploymentConfig, models_dir: Path) -> Engine:
     if deployment.engine == "embedded":
+        from .embedded import kernels
+
+        try:
+            kernels.choose(deployment.deterministic)
+        except kernels.KernelsError as exc:
+            raise ConfigError(f"deployment {deployment.name!r}: {exc}") from None
         from .embedded.engine import EmbeddedEngine
 
         return EmbeddedEngine(deployment, models_dir)

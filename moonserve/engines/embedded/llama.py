@@ -1,5 +1,5 @@
 """A thin, typed layer over llama-cpp-python's low-level C bindings: model, vocabulary, context,
-batch and samplers. Nothing here knows about requests; `runner.py` drives it.
+batch and samplers. Nothing here knows about requests; `model_runner.py` drives it.
 """
 
 from __future__ import annotations
@@ -122,15 +122,20 @@ class Model:
         """Every end-of-generation token (EOS, EOT, <|im_end|>, ...)."""
         return tuple(t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t))
 
+    @functools.cached_property
+    def _eog_set(self) -> frozenset[int]:
+        return frozenset(self.eog_ids)
+
     def is_eog(self, token: int) -> bool:
-        return bool(C.llama_vocab_is_eog(self.vocab, token))
+        return token in self._eog_set  # a set lookup: no call into llama.cpp once per token
 
 
 class Context:
     """One llama.cpp context: KV memory for `n_seq` sequences of `n_ctx_seq` tokens each, and a
     batch of up to `n_batch` tokens per decode step."""
 
-    def __init__(self, model: Model, *, n_ctx_seq: int, n_seq: int, n_batch: int, threads: int = 0):
+    def __init__(self, model: Model, *, n_ctx_seq: int, n_seq: int, n_batch: int, threads: int = 0,
+                 flash_attn: bool = True):
         threads = threads or os.cpu_count() or 1
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx_seq * n_seq
@@ -140,11 +145,9 @@ class Context:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
-        # Flash attention off: ggml's CPU flash-attention kernel rounds differently for one query
-        # row than for several, so a token's logits would depend on what shared its batch (and a
-        # cache hit would not reproduce a cold run). Off, results are bit-identical however
-        # requests are batched or chunked, and decoding is faster on CPU besides.
-        params.flash_attn_type = 0  # LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # Flash attention: faster for batches and prompts; its CPU kernel computes several query
+        # rows differently from one, so deterministic mode turns it off (see kernels.py).
+        params.flash_attn_type = 1 if flash_attn else 0  # LLAMA_FLASH_ATTN_TYPE_ENABLED / _DISABLED
         # One KV stream per sequence: each gets exactly n_ctx_seq cells, so a running sequence can
         # never be starved of KV memory by the others.
         params.kv_unified = False
@@ -296,7 +299,7 @@ class Vision:
 
     MARKER = "<__media__>"
 
-    def __init__(self, mmproj: str, model: Model, threads: int = 0):
+    def __init__(self, mmproj: str, model: Model, threads: int = 0, flash_attn: bool = True):
         import llama_cpp.mtmd_cpp as M
 
         self.M = M
@@ -307,7 +310,7 @@ class Vision:
         params.n_threads = threads or os.cpu_count() or 1
         self._marker = self.MARKER.encode()  # kept alive: llama.cpp holds the pointer
         params.media_marker = self._marker
-        params.flash_attn_type = 0  # as for the text model: results independent of batching
+        params.flash_attn_type = 1 if flash_attn else 0  # as for the text model
         self.ptr = M.mtmd_init_from_file(mmproj.encode(), model.ptr, params)
         if not self.ptr or not M.mtmd_support_vision(self.ptr):
             raise LlamaError(f"llama.cpp could not load the vision projector {mmproj}")

@@ -11,8 +11,8 @@ Measured on 2 cores (SmolLM2-135M, a 2,000-token prompt): a decoding stream's st
 6.6 ms alone to ~10 ms beside the worker, and the prompt took 12.6 s; paced into the decode loop
 instead, the stream's steps were 19-22 ms and the prompt 35-41 s.
 
-A sequence's tokens are computed with the same kernels either way (the number of threads only
-splits the work), so its results are bit-identical to a prefill in the loop.
+With deterministic kernels a sequence's tokens are computed alike either way (the chunking and the
+number of threads only split the work), so its results are bit-identical to a prefill in the loop.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from .llama import Context, LlamaError
@@ -38,7 +38,6 @@ class PrefillJob:
     end: int  # compute up to here, exclusive
     state: object | None = None  # the sequence's KV cells up to `start`, if any
     size: int = 0
-    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(eq=False)
@@ -51,14 +50,23 @@ class PrefillDone:
     error: Exception | None = None
 
 
+@dataclass(eq=False)
+class _Cancel:
+    job: PrefillJob
+
+
 _STOP = object()
 
 
 class PrefillWorker:
+    """Owns its context and thread. The engine loop talks to it by messages only: a job, a
+    cancellation (the worker stops at its next chunk), stop; it answers each job with a
+    `PrefillDone` in the loop's inbox."""
+
     def __init__(self, ctx: Context, deliver: Callable[[PrefillDone], None]):
         self.ctx = ctx  # a one-sequence context on the same model, with the worker's threads
         self._deliver = deliver  # into the engine loop's inbox
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-prefill", daemon=True)
         self.job: PrefillJob | None = None  # set and cleared by the engine loop only
 
@@ -66,9 +74,7 @@ class PrefillWorker:
         self._thread.start()
 
     def stop(self) -> None:
-        if self.job is not None:
-            self.job.cancelled.set()
-        self._jobs.put(_STOP)
+        self._inbox.put(_STOP)
         self._thread.join(timeout=30)
 
     @property
@@ -77,35 +83,60 @@ class PrefillWorker:
 
     def submit(self, job: PrefillJob) -> None:
         self.job = job
-        self._jobs.put(job)
+        self._inbox.put(job)
+
+    def cancel(self, job: PrefillJob) -> None:
+        self._inbox.put(_Cancel(job))
 
     # -- the worker thread ----------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is _STOP:
+            msg = self._inbox.get()
+            if msg is _STOP:
                 return
-            ctx = self.ctx
+            if isinstance(msg, PrefillJob) and not self._run(msg):
+                return
+            # a cancellation of a job already answered: nothing to do
+
+    def _interrupted(self, job: PrefillJob) -> tuple[bool, bool]:
+        """(stop the job, stop the worker), from the messages that came in meanwhile."""
+        cancel = stop = False
+        while True:
             try:
-                if job.state is not None and not ctx.restore_state(job.state, job.size, 0):
-                    raise LlamaError("llama.cpp refused the sequence's state")
-                tokens = job.seq.prompt
-                for pos in range(job.start, job.end, CHUNK):
-                    if job.cancelled.is_set():
-                        break
-                    ctx.clear_batch()
-                    for i, tok in enumerate(tokens[pos : min(job.end, pos + CHUNK)]):
-                        ctx.add(tok, pos + i, 0, False)
-                    ctx.decode()
-                if job.cancelled.is_set():
-                    done = PrefillDone(job, None)
-                else:
-                    state, size = ctx.save_state(0)
-                    done = PrefillDone(job, state, size)
-            except Exception as exc:
-                log.exception("prefill worker: a prompt failed")
-                done = PrefillDone(job, None, error=exc)
-            finally:
-                ctx.forget(0)
-            self._deliver(done)
+                msg = self._inbox.get_nowait()
+            except queue.Empty:
+                return cancel or stop, stop
+            if msg is _STOP:
+                stop = True
+            elif isinstance(msg, _Cancel) and msg.job is job:
+                cancel = True
+
+    def _run(self, job: PrefillJob) -> bool:
+        """Compute one job and answer it; False when told to stop meanwhile."""
+        ctx = self.ctx
+        stopped = interrupted = False
+        try:
+            if job.state is not None and not ctx.restore_state(job.state, job.size, 0):
+                raise LlamaError("llama.cpp refused the sequence's state")
+            tokens = job.seq.prompt
+            for pos in range(job.start, job.end, CHUNK):
+                interrupted, stopped = self._interrupted(job)
+                if interrupted:
+                    break
+                ctx.clear_batch()
+                for i, tok in enumerate(tokens[pos : min(job.end, pos + CHUNK)]):
+                    ctx.add(tok, pos + i, 0, False)
+                ctx.decode()
+            if interrupted:
+                done = PrefillDone(job, None)
+            else:
+                state, size = ctx.save_state(0)
+                done = PrefillDone(job, state, size)
+        except Exception as exc:
+            log.exception("prefill worker: a prompt failed")
+            done = PrefillDone(job, None, error=exc)
+        finally:
+            ctx.forget(0)
+        self._deliver(done)
+        return not stopped

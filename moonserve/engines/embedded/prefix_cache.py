@@ -11,8 +11,14 @@ entries never lengthen the attention window of running sequences.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+
+from .llama import Context
+from .sequence import Sequence
+
+log = logging.getLogger("moonserve.engine")
 
 
 @dataclass(eq=False)
@@ -48,6 +54,38 @@ class PrefixCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def restore(self, seq: Sequence, ctx: Context) -> int:
+        """Load the longest cached prefix of a newly admitted sequence's prompt into its slot;
+        returns how many prompt tokens it spares (0: none)."""
+        found = self.lookup(seq.prompt)
+        if found is None:
+            return 0
+        entry, reuse = found
+        while reuse > 0 and seq.prompt[reuse] < 0 and reuse not in seq.images:
+            reuse -= 1  # never stop inside an image: back off to where it starts
+        if reuse < self.min_tokens:
+            return 0
+        if not ctx.restore_state(entry.state, entry.nbytes, seq.slot):
+            ctx.forget(seq.slot)
+            log.warning("prefix cache: llama.cpp refused a saved state; computing the prompt instead")
+            return 0
+        ctx.forget(seq.slot, reuse)
+        seq.n_computed = seq.n_cached = reuse
+        self.record_hit(reuse)
+        return reuse
+
+    def save(self, seq: Sequence, ctx: Context) -> None:
+        """Keep a retiring sequence's KV cells, if they add a prefix the cache lacks."""
+        tokens = seq.computed_tokens
+        if seq.slot is None or not self.wants(tokens):
+            return
+        try:
+            state, size = ctx.save_state(seq.slot)
+        except Exception:
+            log.exception("prefix cache: could not save a sequence")
+            return
+        self.insert(Entry(tokens, state, size))
 
     def lookup(self, prompt: list[int]) -> tuple[Entry, int] | None:
         """The entry sharing the longest prefix with `prompt`, and how many tokens to reuse. At least

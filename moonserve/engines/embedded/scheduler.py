@@ -1,5 +1,8 @@
 """Who runs next. Pure bookkeeping: no llama.cpp calls, so it is testable on its own.
 
+Its `postprocess` step takes a step's sampled tokens: what each sequence now holds, which tokens go
+out, which sequences are done.
+
 A step is one llama_decode of at most `budget` tokens, and is one of two kinds:
 - a decode step: one token for every generating sequence, ordered by KV slot;
 - a prefill step: prompt chunks of sequences still prefilling.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 from ..protocol import EngineOverloaded
 from .sequence import Sequence
@@ -100,6 +104,27 @@ class Scheduler:
         paced = bool(generating)
         return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else budget), paced)
 
+    def postprocess(self, step: Step, sampled: list[tuple[Sequence, int]], *, is_eog: Callable[[int], bool],
+                    n_ctx_seq: int) -> tuple[list[tuple[Sequence, int]], list[tuple[Sequence, str]]]:
+        """After a step's decode: advance what each sequence holds and take its new token. Returns
+        the tokens to send on, in order, and the sequences now done with their reason ("stop": an
+        end-of-generation token, never sent; "length": out of tokens or context), to retire."""
+        for w in step.work:
+            w.seq.n_computed += len(w.tokens) if w.seq.prefilling else 1  # a decode token: the one sampled before
+        out: list[tuple[Sequence, int]] = []
+        done: list[tuple[Sequence, str]] = []
+        for seq, token in sampled:
+            seq.generated.append(token)
+            if is_eog(token):
+                done.append((seq, "stop"))
+                continue
+            out.append((seq, token))
+            if seq.n_generated >= seq.max_new_tokens or seq.n_computed >= n_ctx_seq:
+                done.append((seq, "length"))
+            else:
+                seq.last_token = token
+        return out, done
+
     def _prefill(self, prefilling: list[Sequence], budget: int, paced: int) -> list[Work]:
         work: list[Work] = []
         for seq in prefilling:
@@ -112,7 +137,7 @@ class Scheduler:
             if allowed == 0:
                 continue
             chunk = seq.prompt[seq.n_computed : seq.n_computed + allowed]
-            if seq.images:  # text only: an image's placeholders are decoded by the runner via mtmd
+            if seq.images:  # text only: an image's placeholders are decoded by the model runner via mtmd
                 chunk = chunk[: next((k for k, t in enumerate(chunk) if t < 0), len(chunk))]
                 if not chunk:
                     continue

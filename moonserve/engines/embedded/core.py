@@ -1,14 +1,18 @@
-"""The engine loop: one thread owns the llama.cpp context and runs decode steps.
+"""The engine core: one thread owns the llama.cpp context and runs steps.
 
-The async side never touches llama.cpp. It sends messages (`submit`, `cancel`) through a queue and
-receives `Token`/`Done`/`Failed` events through each sequence's `emit`. Cancellation is a message, so
+The async side never touches llama.cpp. It sends messages (`submit`, `cancel`) through the inbox
+and receives `Token`/`Done`/`Failed` events in each sequence's queue. Cancellation is a message, so
 a sequence is only ever freed by this thread, between steps.
 
-A step: admit waiting sequences into free slots (restoring a cached prefix where one matches), build
-one batch with a token for every generating sequence plus prompt chunks, `llama_decode` it once,
-sample each sequence that needs a token, and retire the finished ones (saving their KV state to
-the prefix cache). While sequences generate, a long prompt goes to the prefill worker (its own
-context and threads, see prefill_worker.py) and comes back as KV state loaded into its slot.
+A step: admit waiting sequences into free slots (the prefix cache restores what it holds of their
+prompts), let the scheduler pick the step's work, have the model runner decode and sample it, let
+the scheduler's postprocess say which tokens go out and who is done, and retire those (the prefix
+cache saves their KV state). While sequences generate, a long prompt goes to the prefill worker (its
+own context and threads, see prefill_worker.py) and comes back as KV state loaded into its slot.
+
+Output is handed over in one go, just before the next llama_decode (as vLLM overlaps output
+processing with the next step): the consumers' event loop then renders the tokens while this thread
+decodes with the GIL released, instead of both wanting the GIL at the start of the step.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import time
 from dataclasses import dataclass
 
 from .llama import Context, LlamaError, Model, Vision, restream
+from .model_runner import ModelRunner
 from .pacing import PrefillPacer
 from .prefill_worker import PrefillDone, PrefillJob, PrefillWorker
-from .prefix_cache import Entry, PrefixCache
+from .prefix_cache import PrefixCache
 from .scheduler import Scheduler
 from .sequence import Done, Failed, Sequence, Token
 
@@ -37,16 +42,46 @@ class _Cancel:
 _STOP = object()
 
 
-class Runner:
+class Outbox:
+    """Events for the sequences' consumers, delivered in one call per event loop."""
+
+    def __init__(self):
+        self._pending: list[tuple[Sequence, object]] = []
+
+    def put(self, seq: Sequence, event: object) -> None:
+        self._pending.append((seq, event))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        by_loop: dict = {}
+        for seq, event in self._pending:
+            if seq.events is not None:
+                by_loop.setdefault(seq.loop, []).append((seq.events, event))
+        self._pending = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # that event loop is closed: nobody is listening
+                pass
+
+
+def _put_all(items: list) -> None:
+    for events, event in items:
+        events.put_nowait(event)
+
+
+class EngineCore:
     def __init__(self, model: Model, ctx: Context, *, max_waiting: int, cache: PrefixCache | None,
                  max_decode_slowdown: float, unpaced_tokens: int = 64, vision: Vision | None = None,
                  prefill_ctx: Context | None = None):
         self.model = model
-        self.vision = vision
         self.ctx = ctx
         self.cache = cache
+        self.runner = ModelRunner(model, ctx, vision)
         self.pacer = PrefillPacer(max_decode_slowdown, ctx.n_batch)
         self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens)
+        self.outbox = Outbox()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
         self.prefill = PrefillWorker(prefill_ctx, self._inbox.put) if prefill_ctx is not None else None
@@ -57,6 +92,10 @@ class Runner:
         self.prefills_offloaded = 0
         self.tokens_per_second = 0.0  # generation rate, smoothed over about a second
         self._rate_mark = (time.monotonic(), 0)
+        # a decode step's llama_decode time and the Python around it (scheduling, batch building,
+        # sampling, bookkeeping), exponential averages in seconds
+        self.decode_seconds = 0.0
+        self.step_overhead_seconds = 0.0
 
     # -- called from the async side -----------------------------------------------------------
 
@@ -80,7 +119,6 @@ class Runner:
     def stats(self) -> dict:
         s = self.scheduler
         running = list(s.running)
-        kv_cells = self.ctx.n_seq * self.ctx.n_ctx_seq
         cache = self.cache
         return {
             "running": len(running),
@@ -91,8 +129,10 @@ class Runner:
             "prompt_tokens_computed": self.prompt_tokens_computed,
             "prefills_offloaded": self.prefills_offloaded,
             "tokens_per_second": round(self.tokens_per_second, 2),
+            "decode_step_ms": round(self.decode_seconds * 1e3, 3),
+            "step_overhead_us": round(self.step_overhead_seconds * 1e6, 1),
             "kv_cells_used": sum(q.n_computed for q in running),
-            "kv_cells_total": kv_cells,
+            "kv_cells_total": self.ctx.n_seq * self.ctx.n_ctx_seq,
             "cache_entries": len(cache) if cache else 0,
             "cache_bytes": cache.nbytes if cache else 0,
             "cache_budget_bytes": cache.budget_bytes if cache else 0,
@@ -106,11 +146,17 @@ class Runner:
     def _loop(self) -> None:
         while True:
             self._balance_threads()
-            # Idle: block until something arrives. Busy: take what is there and keep stepping.
-            msg = self._inbox.get() if not self.scheduler.has_work() else self._next_nowait()
+            # Idle: hand over what is left and block until something arrives. Busy: take what is
+            # there and keep stepping.
+            if self.scheduler.has_work():
+                msg = self._next_nowait()
+            else:
+                self.outbox.flush()
+                msg = self._inbox.get()
             while msg is not None:
                 if msg is _STOP:
                     self._fail_all(RuntimeError("engine stopped"))
+                    self.outbox.flush()
                     return
                 self._handle(msg)
                 msg = self._next_nowait()
@@ -136,7 +182,7 @@ class Runner:
             except Exception as exc:
                 msg.finished = True
                 msg.close_samplers()
-                msg.emit(Failed(exc))
+                self.outbox.put(msg, Failed(exc))
         elif isinstance(msg, _Cancel):
             if not msg.seq.finished:
                 self._finish(msg.seq, "cancelled")
@@ -144,61 +190,38 @@ class Runner:
             self._prefilled(msg)
 
     def _step(self) -> None:
-        for seq in self.scheduler.admit():
-            self._restore_prefix(seq)
-        if self.vision is not None:
-            self._decode_images()
+        started = time.perf_counter()
+        if self.cache is not None:
+            for seq in self.scheduler.admit():
+                self.cache.restore(seq, self.ctx)
+        else:
+            self.scheduler.admit()
+        if self.runner.vision is not None:
+            self.prompt_tokens_computed += self.runner.decode_images(self.scheduler.running)
         self._offload()
         step = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
-        work = step.work
-        if not work:
+        if not step.work:
+            self.outbox.flush()
             return
-        ctx = self.ctx
-        ctx.clear_batch()
-        sample_at: list[tuple[Sequence, int]] = []
-        for w in work:
-            slot = w.seq.slot
-            last = len(w.tokens) - 1
-            for i, tok in enumerate(w.tokens):
-                idx = ctx.add(tok, w.start + i, slot, w.sample and i == last)
-            if w.sample:
-                sample_at.append((w.seq, idx))
-        t0 = time.perf_counter()
-        ctx.decode()
-        seconds = time.perf_counter() - t0
         n_prefill = step.prefill_tokens
+        self.outbox.flush()  # the last step's tokens: rendered while this one decodes
+        sampled, seconds = self.runner.execute(step)
         if n_prefill == 0:
             self.pacer.observe_decode(seconds)
+            self.decode_seconds += 0.05 * (seconds - self.decode_seconds)
         elif step.paced:
             self.pacer.observe_prefill(seconds, n_prefill)
-
-        for w in work:
-            seq = w.seq
-            if seq.prefilling:
-                seq.n_computed += len(w.tokens)
-                self.prompt_tokens_computed += len(w.tokens)
-            else:
-                seq.n_computed += 1  # the previously sampled token is now in the KV cache
-
-        model = self.model
-        for seq, idx in sample_at:
-            token = seq.sampler.sample(ctx, idx)
-            if seq.switch_at_end and model.is_eog(token):  # the first sampler's grammar is complete
-                self._switch_sampler(seq)
-                ctx.forbid(idx, model.eog_ids)  # what follows may not end before it begins
-                token = seq.sampler.sample(ctx, idx)  # the same logits, the next sampler's draw
-            seq.generated.append(token)
-            self.tokens_generated += 1
-            if model.is_eog(token):
-                self._finish(seq, "stop")
-                continue
-            seq.emit(Token(token))
-            if seq.switch_after is not None:
-                self._maybe_switch_sampler(seq, token)
-            if seq.n_generated >= seq.max_new_tokens or seq.n_computed >= ctx.n_ctx_seq:
-                self._finish(seq, "length")
-            else:
-                seq.last_token = token
+        self.prompt_tokens_computed += n_prefill
+        self.tokens_generated += len(sampled)
+        out, done = self.scheduler.postprocess(step, sampled, is_eog=self.model.is_eog, n_ctx_seq=self.ctx.n_ctx_seq)
+        put = self.outbox.put
+        for seq, token in out:
+            put(seq, Token(token))
+        for seq, reason in done:
+            self._finish(seq, reason)
+        if n_prefill == 0:
+            overhead = time.perf_counter() - started - seconds
+            self.step_overhead_seconds += 0.05 * (overhead - self.step_overhead_seconds)
         self._update_rate()
 
     def _update_rate(self) -> None:
@@ -207,25 +230,6 @@ class Runner:
         if now - t0 >= 1.0:
             self.tokens_per_second = (self.tokens_generated - n0) / (now - t0)
             self._rate_mark = (now, self.tokens_generated)
-
-    def _decode_images(self) -> None:
-        """Sequences whose prefill has reached an image: mtmd encodes it and decodes its
-        embeddings into the sequence (a decode of its own, between batch steps)."""
-        for seq in self.scheduler.running:
-            while seq.prefilling and seq.n_computed in seq.images:
-                start = seq.n_computed
-                seq.n_computed = self.vision.decode_image(self.ctx, seq.images[start], start, seq.slot)
-                self.prompt_tokens_computed += seq.n_computed - start
-
-    def _maybe_switch_sampler(self, seq: Sequence, token: int) -> None:
-        seq.recent = (seq.recent + self.model.piece(token))[-64:]
-        if seq.switch_after in seq.recent:
-            self._switch_sampler(seq)
-
-    @staticmethod
-    def _switch_sampler(seq: Sequence) -> None:
-        seq.sampler.close()
-        seq.sampler, seq.later_sampler, seq.switch_after, seq.switch_at_end = seq.later_sampler, None, None, False
 
     # -- the prefill worker ------------------------------------------------------------------------
 
@@ -287,51 +291,18 @@ class Runner:
         if worker is not None:
             self.ctx.set_threads(max(1, self.threads - worker.ctx.threads) if worker.busy else self.threads)
 
-    # -- prefix cache -----------------------------------------------------------------------------
-
-    def _restore_prefix(self, seq: Sequence) -> None:
-        if self.cache is None:
-            return
-        found = self.cache.lookup(seq.prompt)
-        if found is None:
-            return
-        entry, reuse = found
-        while reuse > 0 and seq.prompt[reuse] < 0 and reuse not in seq.images:
-            reuse -= 1  # never stop inside an image: back off to where it starts
-        if reuse < self.cache.min_tokens:
-            return
-        if not self.ctx.restore_state(entry.state, entry.nbytes, seq.slot):
-            self.ctx.forget(seq.slot)
-            log.warning("prefix cache: llama.cpp refused a saved state; computing the prompt instead")
-            return
-        self.ctx.forget(seq.slot, reuse)
-        seq.n_computed = seq.n_cached = reuse
-        self.cache.record_hit(reuse)
-
-    def _save_prefix(self, seq: Sequence) -> None:
-        if self.cache is None or seq.slot is None:
-            return
-        tokens = seq.computed_tokens
-        if not self.cache.wants(tokens):
-            return
-        try:
-            state, size = self.ctx.save_state(seq.slot)
-        except Exception:
-            log.exception("prefix cache: could not save a sequence")
-            return
-        self.cache.insert(Entry(tokens, state, size))
-
     # -- retiring ---------------------------------------------------------------------------------
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         seq.finished = True
         self._cancel_offload(seq)
         if seq.slot is not None:
-            self._save_prefix(seq)
+            if self.cache is not None:
+                self.cache.save(seq, self.ctx)
             self.ctx.forget(seq.slot)
         self.scheduler.remove(seq)
         seq.close_samplers()
-        seq.emit(Done(reason, len(seq.prompt), seq.n_generated, seq.n_cached))
+        self.outbox.put(seq, Done(reason, len(seq.prompt), seq.n_generated, seq.n_cached))
 
     def _fail_all(self, exc: Exception) -> None:
         for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
@@ -344,8 +315,9 @@ class Runner:
             self.ctx.forget(seq.slot)
         self.scheduler.remove(seq)
         seq.close_samplers()
-        seq.emit(Failed(exc))
+        self.outbox.put(seq, Failed(exc))
 
     def _cancel_offload(self, seq: Sequence) -> None:
-        if seq.offloaded and self.prefill is not None and self.prefill.job is not None:
-            self.prefill.job.cancelled.set()  # the worker stops at its next chunk and reports back
+        worker = self.prefill
+        if seq.offloaded and worker is not None and worker.job is not None and worker.job.seq is seq:
+            worker.cancel(worker.job)  # the worker stops at its next chunk and reports back
