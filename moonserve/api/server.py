@@ -12,10 +12,9 @@ import asyncio
 import json
 import uuid
 
-import h11
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..errors import ModelStudioError
 
@@ -26,18 +25,19 @@ class MalformedRequest(ModelStudioError):
     type = "invalid_request_error"
 
 
-class ModelStudioH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol; a request that is not valid HTTP gets a Model Studio error body
-    (uvicorn's own is plain text)."""
+def _malformed_reply(msg: str) -> bytes:
+    body = json.dumps(MalformedRequest(f"The request is not valid HTTP/1.1: {msg}").body(str(uuid.uuid4()))).encode()
+    return (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+
+
+class ModelStudioHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (llhttp, in C: the per-chunk cost of a token stream is lower
+    than h11's); a request that is not valid HTTP gets a Model Studio error body (uvicorn's own is
+    plain text)."""
 
     def send_400_response(self, msg: str) -> None:
-        body = json.dumps(MalformedRequest(f"The request is not valid HTTP/1.1: {msg}").body(str(uuid.uuid4())))
-        data = body.encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                   (b"connection", b"close")]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=data),
-                      h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
+        self.transport.write(_malformed_reply(msg))
         self.transport.close()
 
 
@@ -72,6 +72,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def run(app: FastAPI, *, host: str, port: int, access_log: bool, grace: float) -> None:
+    # httptools, and uvloop where installed ("auto"): a token stream's chunks cost less on the loop
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log,
-                            http=ModelStudioH11Protocol, timeout_graceful_shutdown=5)
+                            http=ModelStudioHttpToolsProtocol, loop="auto", timeout_graceful_shutdown=5)
     DrainingServer(config, app, grace).run()

@@ -163,6 +163,10 @@ class Context:
         self.batch = C.llama_batch_init(n_batch, 0, 1)
         self._n = 0
 
+    def logits(self, index: int):
+        """The logits of batch row `index` (a pointer into llama.cpp's buffer)."""
+        return C.llama_get_logits_ith(self.ptr, index)
+
     def forbid(self, index: int, tokens: tuple[int, ...]) -> None:
         """Make `tokens` impossible in the logits of batch row `index` before it is sampled."""
         logits = C.llama_get_logits_ith(self.ptr, index)
@@ -256,6 +260,9 @@ def restream(state, size: int, n_streams: int) -> tuple[object, int]:
     return buf, len(out)
 
 
+NEGLIGIBLE = 1e-12  # relative probability below which a token cannot matter to top-p or the draw
+
+
 class Sampler:
     """A per-sequence llama.cpp sampler chain: greedy at temperature 0, else temperature + top-p +
     a seeded draw."""
@@ -276,6 +283,12 @@ class Sampler:
         else:
             # OpenAI's order: scale by temperature, then keep the top-p mass, then draw.
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_temp(temperature))
+            # First drop the tokens less likely than 1e-12 times the likeliest: together they hold
+            # under 5e-8 of the mass (49k of them at most), less than float32 resolves in the sums
+            # that top-p and the draw compute, so the nucleus and the draw are what they would be
+            # without them. It halves the sampling time (a full softmax over the vocabulary becomes
+            # one over the few thousand tokens that can matter): ~0.49 -> ~0.26 ms a token.
+            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_min_p(NEGLIGIBLE, 1))
             if top_p < 1.0:
                 C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_p(top_p, 1))
             seed = secrets.randbits(32) if seed is None else seed & 0xFFFFFFFF
