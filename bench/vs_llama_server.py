@@ -2,17 +2,22 @@
 
 llama-server is built from the llama.cpp source that the pinned llama-cpp-python vendors
 (scripts/build_llama_server.sh, cached) and run with its defaults (`-np 8`, 4,096 tokens a slot) on
-the same GGUF; Moonserve serves its default deployment. Same prompts, same max_tokens, same sampling
-(temperature 0.6, top-p 0.95, seeded), both streamed through HTTP, alternating, RUNS runs each.
-Ratios are Moonserve ÷ llama-server, higher is better (issue #13's targets in brackets):
+the same GGUF; Moonserve serves its default deployment, and a second Moonserve the same with
+`deterministic = true`. Same prompts, same max_tokens, same sampling (temperature 0.6, top-p 0.95,
+seeded), all streamed through HTTP, alternating, RUNS runs each. Ratios are Moonserve ÷
+llama-server, higher is better (issue #13's targets in brackets):
 
   a. one stream, decode tokens/s                                        [>= 1.00]
   b. 8 concurrent streams, aggregate tokens/s; their TTFT p50            [>= 1.00; TTFT no worse]
   c. a cold 2,400-token prompt, TTFT (as a speed: llama-server's / ours) [>= 1.00]
   d. then 8 concurrent requests sharing that prompt, wall                [>= 10x], cached_tokens reported
+  e. a running stream's p99 inter-token gap while a 2,000-token prompt is admitted, over its median
+     gap alone                                                           [<= 3x], both servers
   f. resident memory after the runs, both servers
+  and the cost of deterministic mode (deterministic ÷ default on a, b, c), and Moonserve's Python
+  time around a decode step against llama_decode's (from /health) at 1 and 8 streams.
 
-    .venv/bin/python bench/vs_llama_server.py
+    cd bench && ../.venv/bin/python vs_llama_server.py      # BENCH_RUNS=3 by default
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ import statistics
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import threading
+import time
+
+import httpx
 
 from common import MODEL, long_prompt, serve, stream_url
 from moonserve.testing import smollm2_path
@@ -39,8 +49,16 @@ def rss_mib(pid: int) -> float:
 
 
 class Target:
-    def __init__(self, name: str, url: str, model: str, headers: dict, extra: dict):
+    def __init__(self, name: str, url: str, model: str, headers: dict, extra: dict, health: str | None = None):
         self.name, self.url, self.model, self.headers, self.extra = name, url, model, headers, extra
+        self.health = health  # Moonserve's /health, for its step timings
+
+    def step_timings(self) -> tuple[float, float] | None:
+        """(llama_decode ms, Python around it µs) of the last decode steps, Moonserve only."""
+        if not self.health:
+            return None
+        h = httpx.get(self.health).json()["deployments"]["smollm2"]
+        return h["decode_step_ms"], h["step_overhead_us"]
 
     def call(self, messages: list[dict], max_tokens: int, seed: int):
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "seed": seed, "stream": True,
@@ -53,7 +71,6 @@ def single(t: Target, seed: int) -> float:
 
 
 def concurrent(t: Target, seed: int) -> tuple[float, float]:
-    import time
 
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
@@ -71,7 +88,6 @@ def cold(t: Target, system: str) -> float:
 
 def shared(t: Target, system: str) -> tuple[float, list[int]]:
     """Then 8 requests at once that share it (each with its own question)."""
-    import time
 
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
@@ -82,36 +98,75 @@ def shared(t: Target, system: str) -> tuple[float, list[int]]:
                                          for r in results]
 
 
+def p99(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(0.99 * (len(xs) - 1))))]
+
+
+def admission(t: Target, seed: int) -> float | None:
+    """e: stream A generates; 1.5 s in, B sends a 2,000-token prompt. A's p99 gap between B's
+    arrival and B's first token, over A's median gap before B came (None if A ended too soon)."""
+    result: dict = {}
+    story = [{"role": "user", "content": "Write a very long story about the sea, in many chapters."}]
+    a = threading.Thread(target=lambda: result.setdefault("a", t.call(story, 2000, seed)))
+    a.start()
+    time.sleep(1.5)
+    b_sent = time.perf_counter()
+    b = t.call([{"role": "user", "content": long_prompt(510, f"{t.name}-adm{seed}")}], 2, seed)
+    a.join()
+    times = result["a"].token_times
+    gaps = [(times[i] - times[i - 1], times[i]) for i in range(1, len(times))]
+    alone = [g for g, at in gaps if at < b_sent]
+    during = [g for g, at in gaps if b_sent <= at <= b.token_times[0]]
+    if len(during) < 10 or not alone:
+        return None
+    return p99(during) / statistics.median(alone)
+
+
 def main() -> None:
     d = Path(tempfile.mkdtemp(prefix="moonserve-vs-llama-server-"))
     engine = start_llama_server(llama_server_binary(), smollm2_path(), d, slots=8, context=4096)
     moon = serve()
-    targets = [Target("moonserve", f"{moon.base_url}/chat/completions", MODEL,
-                      {"Authorization": f"Bearer {moon.key}"}, {"enable_thinking": False}),
-               Target("llama-server", f"{engine.url}/v1/chat/completions", "smollm2", {}, {})]
-    ours, base = targets
+    exact = serve("[deployments.smollm2]\ndeterministic = true\n")
+
+    def moonserve(name: str, server) -> Target:
+        return Target(name, f"{server.base_url}/chat/completions", MODEL, {"Authorization": f"Bearer {server.key}"},
+                      {"enable_thinking": False}, health=f"{server.url}/health")
+
+    targets = [moonserve("moonserve", moon), Target("llama-server", f"{engine.url}/v1/chat/completions", "smollm2", {}, {}),
+               moonserve("deterministic", exact)]
+    ours, base, det = targets
     try:
         for t in targets:
             t.call(STORY, 16, 0)  # warm up
-        r = {k: {t.name: [] for t in targets} for k in "a b ttft c d".split()}
+        r = {k: {t.name: [] for t in targets} for k in "a b ttft c d e".split()}
+        steps = {"1 stream": [], "8 streams": []}
         cached = []
         for run in range(RUNS):
             for t in targets:
                 r["a"][t.name].append(single(t, run + 1))
+                if t is ours:
+                    steps["1 stream"].append(t.step_timings())
                 rate, ttft = concurrent(t, run + 1)
                 r["b"][t.name].append(rate)
                 r["ttft"][t.name].append(ttft)
+                if t is ours:
+                    steps["8 streams"].append(t.step_timings())
                 system = long_prompt(610, f"{t.name}-{run}")  # ~2,400 tokens, new for each run
                 r["c"][t.name].append(cold(t, system))
-                wall, c = shared(t, system)
-                r["d"][t.name].append(wall)
-                if t is ours:
-                    cached.append(c)
+                if t is not det:
+                    wall, c = shared(t, system)
+                    r["d"][t.name].append(wall)
+                    if t is ours:
+                        cached.append(c)
+                    gap = admission(t, run + 1)
+                    if gap is not None:
+                        r["e"][t.name].append(gap)
 
-        def line(label: str, key: str, unit: str, higher_is_better: bool, target: str) -> None:
-            o, b = r[key][ours.name], r[key][base.name]
-            ratios = [x / y if higher_is_better else y / x for x, y in zip(o, b)]
-            print(f"{label}: moonserve {statistics.median(o):.2f} {unit}, llama-server {statistics.median(b):.2f} "
+        def line(label: str, key: str, unit: str, higher_is_better: bool, target: str, o=ours, b=base) -> None:
+            xs, ys = r[key][o.name], r[key][b.name]
+            ratios = [x / y if higher_is_better else y / x for x, y in zip(xs, ys)]
+            print(f"{label}: {o.name} {statistics.median(xs):.2f} {unit}, {b.name} {statistics.median(ys):.2f} "
                   f"{unit}; ratio {statistics.median(ratios):.2f} {['%.2f' % x for x in ratios]} (target {target})")
 
         print(f"Moonserve vs llama-server (same llama.cpp, SmolLM2-135M Q4_1, -np 8), {RUNS} runs")
@@ -121,10 +176,25 @@ def main() -> None:
         line("c. cold 2,400-token prompt TTFT", "c", "s", False, ">= 1.00")
         line("d. 8 requests sharing a 2,400-token prompt, wall", "d", "s", False, ">= 10")
         print(f"   Moonserve's cached_tokens per request, last run: {cached[-1]}")
+        for t in (ours, base):
+            e = r["e"][t.name]
+            print(f"e. {t.name}: p99 gap during a 2,000-token admission / median gap alone: "
+                  + (f"{statistics.median(e):.2f}x {['%.2f' % x for x in e]}" if e else "no run had A still going")
+                  + (" (target <= 3)" if t is ours else ""))
         print(f"f. resident memory: moonserve {rss_mib(moon.proc.pid):.0f} MiB, "
               f"llama-server {rss_mib(engine.proc.pid):.0f} MiB")
+        print("deterministic mode's cost (deterministic / default, higher is better):")
+        line("   a. 1 stream decode", "a", "tok/s", True, "-", o=det, b=ours)
+        line("   b. 8 streams aggregate", "b", "tok/s", True, "-", o=det, b=ours)
+        line("   c. cold 2,400-token prompt TTFT", "c", "s", False, "-", o=det, b=ours)
+        for label, xs in steps.items():
+            decode = statistics.median(x[0] for x in xs)
+            python = statistics.median(x[1] for x in xs)
+            print(f"Moonserve per decode step, {label}: llama_decode {decode:.2f} ms, Python around it "
+                  f"{python:.0f} us ({python / 10 / decode:.1f}%; sampling included)")
     finally:
         moon.stop()
+        exact.stop()
         engine.stop()
 
 

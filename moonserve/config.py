@@ -85,6 +85,16 @@ class DeploymentConfig:
         "tool_parser": ("none", "kimi_k2", "hermes"),
     }
 
+    @property
+    def thinks(self) -> bool:
+        """Whether these weights write reasoning (embedded engines)."""
+        return self.reasoning_parser != "none"
+
+    @property
+    def calls_tools(self) -> bool:
+        """Whether these weights call tools that Moonserve can parse (embedded engines)."""
+        return self.tool_parser != "none"
+
     @classmethod
     def from_dict(cls, name: str, data: dict) -> "DeploymentConfig":
         known = {f.name for f in fields(cls)}

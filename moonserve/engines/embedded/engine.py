@@ -107,11 +107,7 @@ class EmbeddedEngine:
 
     @property
     def supports_tools(self) -> bool:
-        return self.deployment.tool_parser != "none"
-
-    @property
-    def thinks(self) -> bool:
-        return self.deployment.reasoning_parser != "none"
+        return self.deployment.calls_tools
 
     def count_tokens(self, conversation: Conversation, options: ChatOptions) -> int:
         """The prompt's length in tokens, as `chat` would send it (sync: call it off the event loop)."""
@@ -169,7 +165,7 @@ class EmbeddedGeneration:
         engine = self.engine
         p = await self._prepare(conversation, options)
         out = self.output = OutputProcessor(
-            engine.model.piece, reasoning=engine.thinks, starts_in_reasoning=p.starts_in_reasoning,
+            engine.model.piece, reasoning=engine.deployment.thinks, starts_in_reasoning=p.starts_in_reasoning,
             tool_format=engine.deployment.tool_parser if conversation.tools and engine.supports_tools else None,
             first_tool_index=p.first_tool_index, stop=options.stop, answer_limit=p.answer_limit,
             parallel_tool_calls=options.parallel_tool_calls)

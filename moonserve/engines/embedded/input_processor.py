@@ -38,14 +38,6 @@ class InputProcessor:
         self.vision = vision
         self.context_length = context_length  # tokens a sequence may hold, prompt and output
 
-    @property
-    def supports_tools(self) -> bool:
-        return self.deployment.tool_parser != "none"
-
-    @property
-    def thinks(self) -> bool:
-        return self.deployment.reasoning_parser != "none"
-
     def render(self, conversation: Conversation, options: ChatOptions) -> str:
         """The prompt text. Reasoning that the service kept in the history is rendered the way the
         template knows (its `reasoning_content` field, for the current turn) or inline as a
@@ -93,7 +85,7 @@ class InputProcessor:
         """(prefix, grammar) for a forced tool call (tool_choice "required" or a named function):
         the prefix opens the call in the answer and is parsed like generated text; the grammar
         makes the rest a complete call whose arguments match the tool's schema."""
-        if options.tool_choice in ("auto", "none") or not self.supports_tools:
+        if options.tool_choice in ("auto", "none") or not self.deployment.calls_tools:
             return "", None
         fmt = self.deployment.tool_parser
         return (grammars.forced_call_prefix(fmt, options.tool_choice, first_index),
@@ -150,7 +142,7 @@ class InputProcessor:
                 p.prompt = self.tokenize_prompt(text + forced)
             if len(p.prompt) >= limit:
                 raise PromptTooLong(len(p.prompt), limit - 1)
-            p.reasoning = self.thinks and options.thinking and not forced
+            p.reasoning = self.deployment.thinks and options.thinking and not forced
             p.starts_in_reasoning = p.reasoning and text.rstrip().endswith("<think>")
             # max_completion_tokens bounds everything generated; max_tokens only the answer, which
             # the engine can bound by itself only when no reasoning comes first. A request that
