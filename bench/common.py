@@ -53,7 +53,7 @@ class RawLlama:
         p.n_ctx, p.n_seq_max, p.n_batch, p.n_ubatch = n_ctx_seq * n_seq, n_seq, n_batch, n_batch
         p.n_threads = p.n_threads_batch = THREADS
         p.kv_unified = False
-        p.flash_attn_type = 0  # as Moonserve runs it, so the comparison is of serving, not kernels
+        p.flash_attn_type = 1  # as Moonserve runs it by default, so the comparison is of serving, not kernels
         self.ctx = C.llama_init_from_model(self.model, p)
         self.mem = C.llama_get_memory(self.ctx)
         self.batch = C.llama_batch_init(n_batch, 0, 1)

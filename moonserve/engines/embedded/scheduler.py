@@ -102,7 +102,7 @@ class Scheduler:
             return Step([Work(s, [s.last_token], s.position, True) for s in generating[:budget]], False)
         self._prefill_turn = False
         paced = bool(generating)
-        return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else budget), paced)
+        return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else None), paced)
 
     def postprocess(self, step: Step, sampled: list[tuple[Sequence, int]], *, is_eog: Callable[[int], bool],
                     n_ctx_seq: int) -> tuple[list[tuple[Sequence, int]], list[tuple[Sequence, str]]]:
@@ -125,15 +125,25 @@ class Scheduler:
                 seq.last_token = token
         return out, done
 
-    def _prefill(self, prefilling: list[Sequence], budget: int, paced: int) -> list[Work]:
+    def _prefill(self, prefilling: list[Sequence], budget: int, paced: int | None) -> list[Work]:
+        """Prompt chunks for one step. `paced`: while others generate, the tokens a long prompt may
+        take (None: nothing generates, prefill takes the whole budget). Short prompts (at most
+        `unpaced_tokens` left) go in whole; while others generate, only up to `unpaced_tokens` of
+        them a step (at least one), so that each gets its first token a step sooner instead of all
+        of them after the whole group: measured with 8 simultaneous 45-token prompts (2 cores), TTFT
+        p50 0.78 -> 0.56 s, aggregate tokens/s within the noise."""
         work: list[Work] = []
+        short_tokens = 0
         for seq in prefilling:
             if budget == 0:
                 break
             left = len(seq.prompt) - seq.n_computed
-            # A short remainder goes in whole (one brief stall, and it joins the batch at once);
-            # a long prompt is paced while others generate.
-            allowed = budget if left <= self.unpaced_tokens else min(budget, paced)
+            if left <= self.unpaced_tokens:
+                if paced is not None and short_tokens and short_tokens + left > self.unpaced_tokens:
+                    continue
+                allowed = budget
+            else:
+                allowed = budget if paced is None else min(budget, paced)
             if allowed == 0:
                 continue
             chunk = seq.prompt[seq.n_computed : seq.n_computed + allowed]
@@ -144,6 +154,8 @@ class Scheduler:
             done = seq.n_computed + len(chunk) == len(seq.prompt)
             work.append(Work(seq, chunk, seq.n_computed, done))
             budget -= len(chunk)
-            if left > self.unpaced_tokens:
+            if left <= self.unpaced_tokens:
+                short_tokens += len(chunk)
+            elif paced is not None:
                 paced -= len(chunk)
         return work
