@@ -104,8 +104,9 @@ def p99(xs: list[float]) -> float:
 
 
 def admission(t: Target, seed: int) -> float | None:
-    """e: stream A generates; 1.5 s in, B sends a 2,000-token prompt. A's p99 gap between B's
-    arrival and B's first token, over A's median gap before B came (None if A ended too soon)."""
+    """e: stream A generates; 1.5 s in, B sends a 2,000-token prompt. A's p99 gap among the gaps
+    that overlap B's admission (from B's arrival to its first token; a stall counts as one long gap),
+    over A's median gap before B came. None if A ended before B's first token."""
     result: dict = {}
     story = [{"role": "user", "content": "Write a very long story about the sea, in many chapters."}]
     a = threading.Thread(target=lambda: result.setdefault("a", t.call(story, 2000, seed)))
@@ -115,10 +116,11 @@ def admission(t: Target, seed: int) -> float | None:
     b = t.call([{"role": "user", "content": long_prompt(510, f"{t.name}-adm{seed}")}], 2, seed)
     a.join()
     times = result["a"].token_times
+    b_first = b.token_times[0]
     gaps = [(times[i] - times[i - 1], times[i]) for i in range(1, len(times))]
     alone = [g for g, at in gaps if at < b_sent]
-    during = [g for g, at in gaps if b_sent <= at <= b.token_times[0]]
-    if len(during) < 10 or not alone:
+    during = [g for g, at in gaps if at > b_sent and at - g < b_first]
+    if times[-1] <= b_first or not alone or not during:
         return None
     return p99(during) / statistics.median(alone)
 
@@ -179,7 +181,8 @@ def main() -> None:
         for t in (ours, base):
             e = r["e"][t.name]
             print(f"e. {t.name}: p99 gap during a 2,000-token admission / median gap alone: "
-                  + (f"{statistics.median(e):.2f}x {['%.2f' % x for x in e]}" if e else "no run had A still going")
+                  + (f"{statistics.median(e):.2f}x {['%.0f' % x if x >= 10 else '%.2f' % x for x in e]}" if e
+                     else "no run had A still going after B's first token")
                   + (" (target <= 3)" if t is ours else ""))
         print(f"f. resident memory: moonserve {rss_mib(moon.proc.pid):.0f} MiB, "
               f"llama-server {rss_mib(engine.proc.pid):.0f} MiB")
