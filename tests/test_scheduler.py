@@ -94,10 +94,10 @@ def test_while_others_generate_short_prompts_are_admitted_a_few_at_a_time():
     """Each gets its first token a step sooner than if all were prefilled in one step; with nothing
     generating they all go in one step."""
     sched = Scheduler(n_slots=8, max_waiting=8, unpaced_tokens=64)
-    admit(sched, seq(10, generating=True), *[seq(40) for _ in range(3)], seq(20))
+    admit(sched, seq(10, generating=True), *[seq(50) for _ in range(3)], seq(20))
     sched.schedule(512, 4)  # the decode step
     step = sched.schedule(512, 4)
-    assert [len(w.tokens) for w in step.work] == [40, 20]  # 40 + 40 > 64: the second 40 waits; 20 fits
+    assert [len(w.tokens) for w in step.work] == [50, 50, 20]  # up to 2 x 64: the third 50 waits, 20 fits
     idle = Scheduler(n_slots=8, max_waiting=8, unpaced_tokens=64)
     admit(idle, *[seq(40) for _ in range(3)])
     assert [len(w.tokens) for w in idle.schedule(512, 4).work] == [40, 40, 40]

@@ -128,10 +128,11 @@ class Scheduler:
     def _prefill(self, prefilling: list[Sequence], budget: int, paced: int | None) -> list[Work]:
         """Prompt chunks for one step. `paced`: while others generate, the tokens a long prompt may
         take (None: nothing generates, prefill takes the whole budget). Short prompts (at most
-        `unpaced_tokens` left) go in whole; while others generate, only up to `unpaced_tokens` of
-        them a step (at least one), so that each gets its first token a step sooner instead of all
-        of them after the whole group: measured with 8 simultaneous 45-token prompts (2 cores), TTFT
-        p50 0.78 -> 0.56 s, aggregate tokens/s within the noise."""
+        `unpaced_tokens` left) go in whole; while others generate, only up to twice `unpaced_tokens`
+        of them a step (at least one), so that the first of a burst start generating sooner instead
+        of all after the whole group. Measured with 8 simultaneous 45-token prompts on 2 cores: all
+        in one step, TTFT p50 0.78 s; one a step, 0.56-0.66 s; two a step, 0.64 s and ~9% more
+        tokens/s than one (fewer, fuller prefill steps; the streams end less staggered)."""
         work: list[Work] = []
         short_tokens = 0
         for seq in prefilling:
@@ -139,7 +140,7 @@ class Scheduler:
                 break
             left = len(seq.prompt) - seq.n_computed
             if left <= self.unpaced_tokens:
-                if paced is not None and short_tokens and short_tokens + left > self.unpaced_tokens:
+                if paced is not None and short_tokens and short_tokens + left > 2 * self.unpaced_tokens:
                     continue
                 allowed = budget
             else:
