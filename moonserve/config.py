@@ -10,7 +10,8 @@ import os
 import tomllib
 from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass, field, fields
-from typing import ClassVar
+import types
+from typing import ClassVar, Union, get_args, get_origin, get_type_hints
 from pathlib import Path
 
 import platformdirs
@@ -101,6 +102,12 @@ class DeploymentConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"deployment {name!r}: unknown setting(s) {sorted(unknown)}")
+        hints = get_type_hints(cls)
+        for key, value in data.items():
+            expected = _plain_types(hints[key])
+            if not _fits(value, expected):
+                kinds = " or ".join(t.__name__ for t in expected if t is not type(None))
+                raise ConfigError(f"deployment {name!r}: {key} must be {kinds}, not {value!r}")
         for key, allowed in cls.CHOICES.items():
             if key in data and data[key] not in allowed:
                 raise ConfigError(f"deployment {name!r}: {key} must be one of {list(allowed)}, not {data[key]!r}")
@@ -110,6 +117,23 @@ class DeploymentConfig:
         if d.engine == "embedded" and not d.model:
             raise ConfigError(f"deployment {name!r}: an embedded deployment needs model (its weights)")
         return d
+
+
+def _plain_types(hint) -> tuple[type, ...]:
+    """`int | None` -> (int, NoneType); `bool` -> (bool,)."""
+    if get_origin(hint) in (Union, types.UnionType):
+        return get_args(hint)
+    return (hint,)
+
+
+def _fits(value, expected: tuple[type, ...]) -> bool:
+    if value is None:  # only a default can be None (TOML has no null)
+        return type(None) in expected
+    if isinstance(value, bool):  # a bool is an int to Python, never to an operator
+        return bool in expected
+    if isinstance(value, int) and float in expected:
+        return True
+    return isinstance(value, expected)
 
 
 @dataclass

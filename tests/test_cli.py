@@ -56,6 +56,10 @@ def test_config_errors_are_reported_not_raised(tmp_path):
                    '[models."kimi/kimi-k2.5"]\ndeployment = "other"\n')
     r = run(tmp_path, "models", "list", "--config", str(cfg), check=False)
     assert r.returncode == 2 and "deterministic" in r.stderr and "Traceback" not in r.stderr
+    # a setting of the wrong type is named, never read as something else ("no" is not false)
+    cfg.write_text('[deployments.smollm2]\ndeterministic = "no"\n')
+    r = run(tmp_path, "models", "list", "--config", str(cfg), check=False)
+    assert r.returncode == 2 and "deterministic must be bool, not 'no'" in r.stderr
 
 
 def test_models_list_shows_the_sampling_and_output_bound_each_call_gets(tmp_path):
