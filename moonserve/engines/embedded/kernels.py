@@ -61,14 +61,3 @@ def choose(deterministic: bool) -> None:
         ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
     _chosen = deterministic
 
-
-def loaded_library() -> str | None:
-    """The path of the libggml-cpu this process has loaded (None before llama.cpp is loaded)."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
-    for line in maps.splitlines():
-        if line.endswith(SONAME) or line.endswith("libggml-cpu.so"):
-            return line.split(None, 5)[-1]
-    return None
