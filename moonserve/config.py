@@ -44,7 +44,9 @@ class DeploymentConfig:
     prefill_threads: int | None = None
     max_waiting: int | None = None  # queued requests beyond the running ones; None: 8 x max_sequences
     prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
-    prefix_cache_min_tokens: int = 256  # shortest prefix worth reusing (Model Studio's minimum)
+    # The shortest reused prefix that is a cache hit: cached_tokens, billed at the cached ratio (Model
+    # Studio's minimum). Shorter shared prefixes (from 16 tokens) are reused too, billed as input.
+    prefix_cache_min_tokens: int = 256
     threads: int = 0  # 0: all cores
     # Bit-identical results however requests are batched, chunked or restored from the context cache,
     # at a cost in speed (llama.cpp's kernels without llamafile, flash attention off; see

@@ -22,7 +22,7 @@ from moonserve.testing import smollm2_path, start_server
 
 MODEL = "kimi/kimi-k2.6"
 DETERMINISTIC = "[deployments.smollm2]\ndeterministic = true\n"
-# ~700 tokens: well over the 256-token minimum the cache reuses
+# ~700 tokens: well over the 256-token minimum of a cache hit
 LONG_SYSTEM = "You are a careful assistant. " + " ".join(
     f"Rule {i}: answer questions about topic {i} precisely and kindly." for i in range(60))
 
@@ -128,11 +128,20 @@ def test_seeded_request_is_identical_alone_in_a_batch_of_8_and_after_a_cache_hit
             [f.result() for f in others]
             return mine.result()
 
-    # short: below the cache minimum, so this compares batch against alone only
+    # short: computed alone, then restored (below the 256-token minimum: reused, no hit) and decoded
+    # in a batch of 8; and the other way round: prompts computed cold in that batch, then one of
+    # them restored and decoded alone
     short = [{"role": "user", "content": "Tell me about foxes."}]
     wait_idle(batch_server)
     alone = ask(batch_server, short, max_tokens=40, seed=42)[0]
-    assert in_batch_of_8(short)[0] == alone
+    batched, u_batched, _ = in_batch_of_8(short)
+    assert batched == alone and u_batched["prompt_tokens_details"]["cached_tokens"] == 0
+    plant = [{"role": "user", "content": "Describe plant 3."}]
+    with cf.ThreadPoolExecutor(8) as ex:
+        in_batch = [ex.submit(ask, batch_server, [{"role": "user", "content": f"Describe plant {i}."}],
+                              max_tokens=30, seed=77) for i in range(8)]
+        in_batch = [f.result()[0] for f in in_batch]
+    assert ask(batch_server, plant, max_tokens=30, seed=77)[0] == in_batch[3]
 
     # long: the repeat restores the cached prefix instead of computing it
     long = [{"role": "system", "content": "Batch test. " + LONG_SYSTEM}, {"role": "user", "content": "Foxes?"}]
@@ -162,12 +171,21 @@ def test_cache_hits_are_reported_and_exact(batch_server, vocab):
     assert after["cache_hit_tokens"] - before["cache_hit_tokens"] == cached
 
 
-def test_short_shared_prefixes_are_not_reused(batch_server):
-    a = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    b = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+def test_short_shared_prefixes_are_reused_but_not_billed_as_hits(batch_server, vocab):
+    a = [{"role": "system", "content": "Be brief and kind, and answer in one short sentence."},
+         {"role": "user", "content": "Hi"}]
+    b = [a[0], {"role": "user", "content": "Hello"}]
     ask(batch_server, a, max_tokens=4)
+    before = wait_idle(batch_server)
     _, u, _ = ask(batch_server, b, max_tokens=4)
-    assert u["prompt_tokens_details"]["cached_tokens"] == 0  # below the 256-token minimum
+    after = wait_idle(batch_server)
+    shared = common_prefix(chatml_tokens(vocab, a), chatml_tokens(vocab, b))
+    assert 16 <= shared < 256
+    # computed only past the shared prefix ...
+    assert after["cache_hit_tokens"] - before["cache_hit_tokens"] == shared
+    assert after["prompt_tokens_computed"] - before["prompt_tokens_computed"] == u["prompt_tokens"] - shared
+    # ... but below Model Studio's 256-token minimum it is no cache hit: billed as input
+    assert u["prompt_tokens_details"]["cached_tokens"] == 0
 
 
 def test_metrics_show_batching_and_cache(batch_server):

@@ -7,6 +7,11 @@ cells past the common prefix, so exactly that many prompt tokens are not recompu
 until evicted, least recently used first, to keep the total under a byte budget. Restoring is a
 memory copy (milliseconds for thousands of tokens); the slot keeps its own KV stream, so cached
 entries never lengthen the attention window of running sequences.
+
+Any shared prefix of `REUSE_MIN_TOKENS` or more is reused, as llama-server reuses a slot's prompt:
+the chat template's header, a client retrying, eight identical requests at once. Only a prefix of
+`min_tokens` or more (Model Studio's minimum, 256) is a cache *hit*: reported as `cached_tokens` and
+billed at the cached ratio. A shorter one is a speed-up the bill does not see, as on Model Studio.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from .llama import Context
 from .sequence import Sequence
 
 log = logging.getLogger("moonserve.engine")
+
+# Restoring copies the whole entry (~23 KB a token for SmolLM2) and then drops what is not shared;
+# computing a prompt token costs ~2 ms here. From 16 shared tokens reuse wins for any entry that
+# fits a 4,096-token slot.
+REUSE_MIN_TOKENS = 16
 
 
 @dataclass(eq=False)
@@ -43,9 +53,10 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class PrefixCache:
-    def __init__(self, budget_bytes: int, min_tokens: int):
+    def __init__(self, budget_bytes: int, min_tokens: int, reuse_min_tokens: int = REUSE_MIN_TOKENS):
         self.budget_bytes = budget_bytes
-        self.min_tokens = min_tokens
+        self.min_tokens = min_tokens  # a hit from here on: cached_tokens, the cached price
+        self.reuse_min_tokens = min(reuse_min_tokens, min_tokens)
         self._entries: OrderedDict[int, Entry] = OrderedDict()  # oldest first
         self.nbytes = 0
         self.hits = 0
@@ -57,21 +68,23 @@ class PrefixCache:
 
     def restore(self, seq: Sequence, ctx: Context) -> int:
         """Load the longest cached prefix of a newly admitted sequence's prompt into its slot;
-        returns how many prompt tokens it spares (0: none)."""
+        returns how many prompt tokens it spares (0: none). `seq.n_cached`, what the bill counts as
+        a hit, is that many if it reaches `min_tokens`, else 0."""
         found = self.lookup(seq.prompt)
         if found is None:
             return 0
         entry, reuse = found
         while reuse > 0 and seq.prompt[reuse] < 0 and reuse not in seq.images:
             reuse -= 1  # never stop inside an image: back off to where it starts
-        if reuse < self.min_tokens:
+        if reuse < self.reuse_min_tokens:
             return 0
         if not ctx.restore_state(entry.state, entry.nbytes, seq.slot):
             ctx.forget(seq.slot)
             log.warning("prefix cache: llama.cpp refused a saved state; computing the prompt instead")
             return 0
         ctx.forget(seq.slot, reuse)
-        seq.n_computed = seq.n_cached = reuse
+        seq.n_computed = reuse
+        seq.n_cached = reuse if reuse >= self.min_tokens else 0
         self.record_hit(reuse)
         return reuse
 
@@ -88,15 +101,16 @@ class PrefixCache:
         self.insert(Entry(tokens, state, size))
 
     def lookup(self, prompt: list[int]) -> tuple[Entry, int] | None:
-        """The entry sharing the longest prefix with `prompt`, and how many tokens to reuse. At least
-        the prompt's last token is always recomputed: its logits are needed to sample."""
+        """The entry sharing the longest prefix with `prompt` (of those, the shortest: the cheapest
+        to restore), and how many tokens to reuse. At least the prompt's last token is always
+        recomputed: its logits are needed to sample."""
         best, best_len = None, 0
         for entry in self._entries.values():
             n = common_prefix(entry.tokens, prompt)
-            if n > best_len:
+            if n > best_len or (n == best_len and best is not None and len(entry.tokens) < len(best.tokens)):
                 best, best_len = entry, n
         reuse = min(best_len, len(prompt) - 1)
-        if best is None or reuse < self.min_tokens:
+        if best is None or reuse < self.reuse_min_tokens:
             return None
         self._entries.move_to_end(id(best))
         return best, reuse
@@ -107,7 +121,7 @@ class PrefixCache:
 
     def wants(self, tokens: list[int]) -> bool:
         """Whether saving a sequence with these tokens would add anything."""
-        if len(tokens) < self.min_tokens:
+        if len(tokens) < self.reuse_min_tokens:
             return False
         for entry in self._entries.values():
             if len(entry.tokens) >= len(tokens) and entry.tokens[: len(tokens)] == tokens:
