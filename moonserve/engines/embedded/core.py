@@ -78,7 +78,7 @@ class EngineCore:
         self.model = model
         self.ctx = ctx
         self.cache = cache
-        self.runner = ModelRunner(model, ctx, vision, sampling_threads=min(2, ctx.threads))
+        self.runner = ModelRunner(model, ctx, vision)
         self.pacer = PrefillPacer(max_decode_slowdown, ctx.n_batch)
         self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens)
         self.outbox = Outbox()
@@ -113,7 +113,6 @@ class EngineCore:
     def stop(self) -> None:
         self._inbox.put(_STOP)
         self._thread.join(timeout=30)
-        self.runner.close()
         if self.prefill is not None:
             self.prefill.stop()
 

@@ -14,6 +14,9 @@ import secrets
 import threading
 
 import llama_cpp as C
+import numpy as np
+
+from .sampling import NEGLIGIBLE, Draw
 
 log = logging.getLogger("moonserve.llama")
 
@@ -163,9 +166,19 @@ class Context:
         self.batch = C.llama_batch_init(n_batch, 0, 1)
         self._n = 0
 
-    def logits(self, index: int):
-        """The logits of batch row `index` (a pointer into llama.cpp's buffer)."""
-        return C.llama_get_logits_ith(self.ptr, index)
+    def row(self, index: int) -> np.ndarray:
+        """The logits of batch row `index`: a view of llama.cpp's buffer, valid until the next decode."""
+        ptr = C.llama_get_logits_ith(self.ptr, index)
+        if not ptr:
+            raise LlamaError(f"no logits for batch row {index}")
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+
+    def outputs(self, n: int) -> np.ndarray:
+        """The logits of the last decode's `n` outputs, in batch order, as one (n, vocabulary) view."""
+        ptr = C.llama_get_logits(self.ptr)  # puts the outputs in batch order, once per decode
+        if not ptr:
+            raise LlamaError("the last decode left no logits")
+        return np.ctypeslib.as_array(ptr, shape=(n, self.model.n_vocab))
 
     def forbid(self, index: int, tokens: tuple[int, ...]) -> None:
         """Make `tokens` impossible in the logits of batch row `index` before it is sampled."""
@@ -260,34 +273,31 @@ def restream(state, size: int, n_streams: int) -> tuple[object, int]:
     return buf, len(out)
 
 
-NEGLIGIBLE = 1e-12  # relative probability below which a token cannot matter to top-p or the draw
-
-
 class Sampler:
-    """A per-sequence llama.cpp sampler chain: greedy at temperature 0, else temperature + top-p +
-    a seeded draw."""
+    """A sequence's sampler. Unconstrained: temperature + top-p + a seeded draw in numpy
+    (`sampling.Draw`, for every row of a step at once). With a grammar: a llama.cpp sampler chain,
+    which masks what the grammar forbids before the same steps."""
 
     def __init__(self, *, temperature: float, top_p: float, seed: int | None, grammar: str | None = None,
                  model: "Model | None" = None):
         """`grammar` (GBNF, root rule `root`) constrains every sampled token: llama.cpp masks what the
         grammar forbids before the draw, so only allowed tokens are ever accepted."""
+        self.ptr = None
+        self.draw: Draw | None = None
+        if grammar is None:
+            self.draw = Draw(temperature=temperature, top_p=top_p, seed=seed)
+            return
+        g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+        if not g:
+            raise LlamaError("llama.cpp rejected the grammar")
         self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
-        if grammar is not None:
-            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
-            if not g:
-                C.llama_sampler_free(self.ptr)
-                raise LlamaError("llama.cpp rejected the grammar")
-            C.llama_sampler_chain_add(self.ptr, g)
+        C.llama_sampler_chain_add(self.ptr, g)
         if temperature <= 0:
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_greedy())
         else:
-            # OpenAI's order: scale by temperature, then keep the top-p mass, then draw.
+            # OpenAI's order: scale by temperature, then keep the top-p mass, then draw; first
+            # drop the negligible tokens, as sampling.Draw does (halves llama.cpp's sampling time)
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_temp(temperature))
-            # First drop the tokens less likely than 1e-12 times the likeliest: together they hold
-            # under 5e-8 of the mass (49k of them at most), less than float32 resolves in the sums
-            # that top-p and the draw compute, so the nucleus and the draw are what they would be
-            # without them. It halves the sampling time (a full softmax over the vocabulary becomes
-            # one over the few thousand tokens that can matter): ~0.49 -> ~0.26 ms a token.
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_min_p(NEGLIGIBLE, 1))
             if top_p < 1.0:
                 C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_p(top_p, 1))
@@ -296,7 +306,10 @@ class Sampler:
                 seed ^= 1
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_dist(seed))
 
-    def sample(self, ctx: Context, index: int) -> int:
+    def sample(self, ctx: Context, index: int, row=None) -> int:
+        """The token for batch row `index` of the last decode (`row`: its logits, if at hand)."""
+        if self.draw is not None:
+            return self.draw.sample(ctx.row(index) if row is None else row)
         return C.llama_sampler_sample(self.ptr, ctx.ptr, index)
 
     def close(self) -> None:
