@@ -7,7 +7,7 @@ the same GGUF; Moonserve serves its default deployment, and a second Moonserve t
 seeded), all streamed through HTTP, alternating, RUNS runs each. Ratios are Moonserve ÷
 llama-server, higher is better (issue #13's targets in brackets):
 
-  a. one stream, decode tokens/s                                        [>= 1.00]
+  a. one stream, decode tokens/s (each run: the median of 3 calls)     [>= 1.00]
   b. 8 concurrent streams, aggregate tokens/s; their TTFT p50            [>= 1.00; TTFT no worse]
   c. a cold 2,400-token prompt, TTFT (as a speed: llama-server's / ours) [>= 1.00]
   d. then 8 concurrent requests sharing that prompt, wall                [>= 10x], cached_tokens reported
@@ -145,15 +145,19 @@ def main() -> None:
         steps = {"1 stream": [], "8 streams": []}
         cached = []
         for run in range(RUNS):
+            # each figure for every target back to back, so that a ratio compares the same minute of
+            # this host (its speed drifts); a single stream, the noisiest, as the median of 3 calls
             for t in targets:
-                r["a"][t.name].append(single(t, run + 1))
+                r["a"][t.name].append(statistics.median(single(t, 10 * run + k) for k in range(3)))
                 if t is ours:
                     steps["1 stream"].append(t.step_timings())
+            for t in targets:
                 rate, ttft = concurrent(t, run + 1)
                 r["b"][t.name].append(rate)
                 r["ttft"][t.name].append(ttft)
                 if t is ours:
                     steps["8 streams"].append(t.step_timings())
+            for t in targets:
                 system = long_prompt(610, f"{t.name}-{run}")  # ~2,400 tokens, new for each run
                 r["c"][t.name].append(cold(t, system))
                 if t is not det:
