@@ -173,7 +173,7 @@ def main() -> None:
             xs, ys = r[key][o.name], r[key][b.name]
             ratios = [x / y if higher_is_better else y / x for x, y in zip(xs, ys)]
             print(f"{label}: {o.name} {statistics.median(xs):.2f} {unit}, {b.name} {statistics.median(ys):.2f} "
-                  f"{unit}; ratio {statistics.median(ratios):.2f} {['%.2f' % x for x in ratios]} (target {target})")
+                  f"{unit}; ratio {statistics.median(ratios):.3f} {['%.3f' % x for x in ratios]} (target {target})")
 
         print(f"Moonserve vs llama-server (same llama.cpp, SmolLM2-135M Q4_1, -np 8), {RUNS} runs")
         line("a. 1 stream decode", "a", "tok/s", True, ">= 1.00")
