@@ -281,9 +281,9 @@ def restream(state, size: int, n_streams: int) -> tuple[object, int]:
 
 
 class Sampler:
-    """A sequence's sampler. Unconstrained: temperature + top-p + a seeded draw in numpy
-    (`sampling.Draw`, for every row of a step at once). With a grammar: a llama.cpp sampler chain,
-    which masks what the grammar forbids before the same steps."""
+    """A sequence's sampler. Unconstrained: temperature + top-p + a seeded draw in numpy, on
+    llama.cpp's logits in place (`sampling.Draw`). With a grammar: a llama.cpp sampler chain, which
+    masks what the grammar forbids before the same steps."""
 
     def __init__(self, *, temperature: float, top_p: float, seed: int | None, grammar: str | None = None,
                  model: "Model | None" = None):
