@@ -66,12 +66,10 @@ def test_temperature_sharpens_and_flattens():
 
 def test_the_same_seed_draws_the_same_tokens_and_another_seed_others():
     row = logits_with({t: 1 / 50 for t in range(50)}, temperature=1.0)
-    a = [Draw(temperature=1.0, top_p=0.95, seed=42).sample(row) for _ in range(1)]
     d1, d2, d3 = (Draw(temperature=1.0, top_p=0.95, seed=s) for s in (42, 42, 43))
     first = [d1.sample(row) for _ in range(40)]
     assert first == [d2.sample(row) for _ in range(40)]
     assert first != [d3.sample(row) for _ in range(40)]
-    assert a[0] == first[0]
 
 
 def test_broken_logits_never_crash_the_draw():
