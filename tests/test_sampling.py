@@ -56,6 +56,18 @@ def test_a_nucleus_wider_than_the_sorted_head_is_still_exact():
     assert len(set(seen) - set(range(1000))) == 0
 
 
+def test_a_nucleus_reaching_into_the_unlikely_tail_is_still_exact():
+    # one token holds half the mass, 2,000 tokens share the other half, each 1/2000 as likely as
+    # the first: top_p 0.8999 keeps it and the first 1,600 of them (equal odds: the lower ids first)
+    row = np.full(VOCAB, -1e4, dtype=np.float32)
+    row[100] = math.log(0.5)
+    row[1000:3000] = math.log(0.5 / 2000)
+    seen = draws(row, 20000, temperature=1.0, top_p=0.8999)
+    assert seen[100] / 20000 == pytest.approx(0.5 / 0.9, abs=0.02)
+    tail = set(seen) - {100}
+    assert min(tail) >= 1000 and max(tail) < 2600 and len(tail) > 1400
+
+
 def test_temperature_sharpens_and_flattens():
     row = logits_with({1: 0.6, 2: 0.4}, temperature=1.0)
     cold = draws(row, 6000, temperature=0.25, top_p=1.0)  # 0.6^4 : 0.4^4 = 0.835 : 0.165
