@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import aclosing
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from ..engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ..errors import ModelStudioError
@@ -88,6 +88,17 @@ def _sse(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
+_HOLE = "\ufdd0text\ufdd0"  # a noncharacter: never in a model's text
+
+
+def _text_chunk(chunk) -> Callable[[str], bytes]:
+    """`chunk(delta)` for a delta whose one varying field is a string, as a template: the bytes
+    around the string are rendered once, and each token only JSON-encodes its text."""
+    before, after = chunk(_HOLE).split(json.dumps(_HOLE, ensure_ascii=False).encode())
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    return lambda text: before + dumps(text).encode() + after
+
+
 async def stream(call: ChatCall) -> AsyncIterator[bytes]:
     """SSE: a role chunk, delta chunks, a finish chunk, the usage chunk if asked, then [DONE].
     An error after the first byte (the call has recorded it) is sent as `data: {"error": ...}` and
@@ -107,6 +118,8 @@ async def stream(call: ChatCall) -> AsyncIterator[bytes]:
             "usage": None,
         })
 
+    content = _text_chunk(lambda text: chunk({"content": text}))
+    reasoning = _text_chunk(lambda text: chunk({"content": None, "reasoning_content": text}))
     yield chunk({"role": "assistant", "content": ""})
     reasoned = not call.thinking  # in thinking mode, reasoning_content comes first, even when empty
     try:
@@ -118,9 +131,9 @@ async def stream(call: ChatCall) -> AsyncIterator[bytes]:
                     if t is not ReasoningDelta:
                         yield chunk({"content": None, "reasoning_content": ""})
                 if t is TextDelta:
-                    yield chunk({"content": d.text})
+                    yield content(d.text)
                 elif t is ReasoningDelta:
-                    yield chunk({"content": None, "reasoning_content": d.text})
+                    yield reasoning(d.text)
                 elif t is ToolCallDelta:
                     piece: dict = {"index": d.index, "function": {"arguments": d.arguments}}
                     if d.id is not None:
