@@ -146,11 +146,15 @@ def main() -> None:
         cached = []
         for run in range(RUNS):
             # each figure for every target back to back, so that a ratio compares the same minute of
-            # this host (its speed drifts); a single stream, the noisiest, as the median of 3 calls
+            # this host (its speed drifts); a single stream, the noisiest, as the median of 3 calls,
+            # the targets' calls interleaved (the order turned around each time)
+            rates: dict[str, list[float]] = {t.name: [] for t in targets}
+            for k in range(3):
+                for t in (targets if k % 2 == 0 else targets[::-1]):
+                    rates[t.name].append(single(t, 10 * run + k))
             for t in targets:
-                r["a"][t.name].append(statistics.median(single(t, 10 * run + k) for k in range(3)))
-                if t is ours:
-                    steps["1 stream"].append(t.step_timings())
+                r["a"][t.name].append(statistics.median(rates[t.name]))
+            steps["1 stream"].append(ours.step_timings())
             for t in targets:
                 rate, ttft = concurrent(t, run + 1)
                 r["b"][t.name].append(rate)
