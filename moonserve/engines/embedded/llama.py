@@ -54,7 +54,6 @@ class LlamaError(RuntimeError):
 # it around a foreign call by default, and taking it back could wait for the event loop's thread).
 _keep_gil = ctypes.PYFUNCTYPE
 _get_logits = _keep_gil(ctypes.c_void_p, ctypes.c_void_p)(("llama_get_logits", C.llama_cpp._lib))
-_get_logits_ith = _keep_gil(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)(("llama_get_logits_ith", C.llama_cpp._lib))
 
 
 class Model:
@@ -182,13 +181,6 @@ class Context:
         self.batch = C.llama_batch_init(n_batch, 0, 1)
         self._n = 0
         self._views: dict[tuple[int, int], np.ndarray] = {}
-
-    def row(self, index: int) -> np.ndarray:
-        """The logits of batch row `index`: a view of llama.cpp's buffer, valid until the next decode."""
-        address = _get_logits_ith(self.ptr, index)
-        if not address:
-            raise LlamaError(f"no logits for batch row {index}")
-        return self._view(address, 1)[0]
 
     def outputs(self, n: int) -> np.ndarray:
         """The logits of the last decode's `n` outputs, in batch order, as one (n, vocabulary) view."""
@@ -336,10 +328,10 @@ class Sampler:
                 seed ^= 1
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_dist(seed))
 
-    def sample(self, ctx: Context, index: int, row=None) -> int:
-        """The token for batch row `index` of the last decode (`row`: its logits, if at hand)."""
+    def sample(self, ctx: Context, index: int, row: np.ndarray) -> int:
+        """The token for batch row `index` of the last decode, whose logits are `row`."""
         if self.draw is not None:
-            return self.draw.sample(ctx.row(index) if row is None else row)
+            return self.draw.sample(row)
         return C.llama_sampler_sample(self.ptr, ctx.ptr, index)
 
     def close(self) -> None:
