@@ -63,7 +63,9 @@ class DeploymentConfig:
     # sampling belongs to the Kimi weights; other weights may declare their own, used instead.
     temperature: float | None = None
     top_p: float | None = None
-    max_output_tokens: int | None = None  # tokens generated when a request bounds neither max_tokens nor max_completion_tokens
+    # The most tokens one call may generate (reasoning and answer), whatever it asks for: coding agents
+    # ask for 32,000, which a small model on a CPU takes minutes to write. None: up to the context.
+    max_output_tokens: int | None = None
     # Guided thinking, for weights that cannot think by themselves (reasoning_parser = "think" and a
     # template that pre-fills `<think>`): the reasoning is held to this many lines of at most
     # guided_thinking_line_chars characters, then closed with `</think>`. 0: off.

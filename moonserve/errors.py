@@ -33,6 +33,17 @@ class InvalidParameter(ModelStudioError):
     type = "invalid_request_error"
 
 
+class ContextLengthExceeded(InvalidParameter):
+    """400: the prompt does not fit the deployment's context. Each protocol words it the way its
+    clients recognise (Claude Code's "prompt is too long", Codex's `context_length_exceeded`)."""
+
+    def __init__(self, tokens: str, limit: int):
+        super().__init__(f"Range of input length should be [1, {limit}]; the prompt is {tokens} tokens",
+                         param="messages")
+        self.tokens = tokens
+        self.limit = limit
+
+
 class InputDownloadFailed(ModelStudioError):
     status = 400
     code = "BadRequest.InputDownloadFailed"

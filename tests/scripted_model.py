@@ -77,83 +77,129 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
+class ChainModel:
+    """A one-layer llama whose next token depends only on the current one: token -> successor.
+
+    Attention and FFN weights are zero, so each token's logits come from its embedding alone. Only
+    the tokens that have a successor of their own (chain starts and pieces) and the EOS get an
+    embedding direction each; every other token shares one direction, whose successor is the EOS.
+    So the model stays small whatever the vocabulary: with a real BPE vocabulary (SmolLM2's), a
+    coding agent's 60 KB prompt is ~15,000 tokens, and prefilling it takes seconds."""
+
+    def __init__(self, tokens: list[str], types: list[int], merges: list[str], pre: str, eos: str):
+        self.tokens, self.types, self.merges, self.pre = list(tokens), list(types), list(merges), pre
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.eos = self.index[eos]
+        self.succ: dict[int, int] = {}
+
+    @classmethod
+    def byte_level(cls) -> "ChainModel":
+        import gguf
+
+        chars = _bytes_to_unicode()
+        model = cls([chars[b] for b in range(256)], [gguf.TokenType.NORMAL] * 256, ["Ġ Ġ"], "default", chars[0])
+        model.eos = model.add(EOS, gguf.TokenType.CONTROL)
+        model.add(IM_START, gguf.TokenType.CONTROL)
+        return model
+
+    @classmethod
+    def from_gguf(cls, path: Path, eos: str = EOS) -> "ChainModel":
+        """The vocabulary (tokens, types, merges, pre-tokenizer) of a real GGUF model."""
+        import gguf
+
+        r = gguf.GGUFReader(str(path))
+
+        def strings(key: str) -> list[str]:
+            f = r.fields[key]
+            return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+
+        f = r.fields["tokenizer.ggml.token_type"]
+        types = [int(f.parts[i][0]) for i in f.data]
+        pre = bytes(r.fields["tokenizer.ggml.pre"].parts[-1]).decode()
+        return cls(strings("tokenizer.ggml.tokens"), types, strings("tokenizer.ggml.merges"), pre, eos)
+
+    def add(self, text: str, kind=None) -> int:
+        """The token for `text` (a new user-defined token unless the vocabulary has it)."""
+        import gguf
+
+        if text not in self.index:
+            self.index[text] = len(self.tokens)
+            self.tokens.append(text)
+            self.types.append(gguf.TokenType.USER_DEFINED if kind is None else kind)
+        return self.index[text]
+
+    def chain(self, start: int, pieces: list[str]) -> None:
+        prev = start
+        for piece in pieces:
+            tok = self.add(piece)
+            assert tok not in self.succ or self.succ[tok] == self.eos, f"token {piece!r} would have two successors"
+            self.succ[prev] = tok
+            prev = tok
+        self.succ[prev] = self.eos
+
+    def write(self, path: Path, template: str, context_length: int = 4096) -> Path:
+        import gguf
+
+        vocab = len(self.tokens)
+        own = sorted({self.eos, *self.succ, *self.succ.values()})
+        dim = {t: k + 1 for k, t in enumerate(own)}  # direction 0: every other token
+        n_embd = ((len(own) + 1 + 63) // 64) * 64
+        emb = np.zeros((vocab, n_embd), dtype=np.float32)
+        emb[:, 0] = 1.0
+        for t, k in dim.items():
+            emb[t, 0], emb[t, k] = 0.0, 1.0
+        out = np.zeros((vocab, n_embd), dtype=np.float32)
+        out[self.eos, 0] = 4.0
+        for t, k in dim.items():
+            out[self.succ.get(t, self.eos), k] = 4.0  # x sqrt(n_embd) after the final RMS norm: a logit of ~50+
+
+        w = gguf.GGUFWriter(str(path), "llama")
+        n_head, n_ff = 4, 32
+        w.add_context_length(context_length)
+        w.add_embedding_length(n_embd)
+        w.add_block_count(1)
+        w.add_feed_forward_length(n_ff)
+        w.add_head_count(n_head)
+        w.add_head_count_kv(n_head)
+        w.add_layer_norm_rms_eps(1e-5)
+        w.add_rope_dimension_count(n_embd // n_head)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(self.pre)
+        w.add_token_list(self.tokens)
+        w.add_token_types(self.types)
+        w.add_token_merges(self.merges)
+        w.add_bos_token_id(self.eos)
+        w.add_eos_token_id(self.eos)
+        w.add_add_bos_token(False)
+        w.add_chat_template(template)
+        zeros = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
+        ones = np.ones(n_embd, dtype=np.float32)
+        w.add_tensor("token_embd.weight", emb)
+        w.add_tensor("blk.0.attn_norm.weight", ones)
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            w.add_tensor(f"blk.0.{name}.weight", zeros(n_embd, n_embd))
+        w.add_tensor("blk.0.ffn_norm.weight", ones)
+        w.add_tensor("blk.0.ffn_gate.weight", zeros(n_ff, n_embd))
+        w.add_tensor("blk.0.ffn_up.weight", zeros(n_ff, n_embd))
+        w.add_tensor("blk.0.ffn_down.weight", zeros(n_embd, n_ff))
+        w.add_tensor("output_norm.weight", ones)
+        w.add_tensor("output.weight", out)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return path
+
+
 def write_scripted_model(path: Path) -> Path:
     import gguf
 
-    byte_chars = _bytes_to_unicode()
-    tokens: list[str] = [byte_chars[b] for b in range(256)]
-    types: list[int] = [gguf.TokenType.NORMAL] * 256
-    index: dict[str, int] = {}
-
-    def add(text: str, kind=gguf.TokenType.USER_DEFINED) -> int:
-        assert text not in tokens[:256], f"{text!r} is already a byte token"
-        if text in index:
-            return index[text]
-        index[text] = len(tokens)
-        tokens.append(text)
-        types.append(kind)
-        return index[text]
-
-    eos = add(EOS, gguf.TokenType.CONTROL)
-    add(IM_START, gguf.TokenType.CONTROL)
+    model = ChainModel.byte_level()
     for marker in ("<|tool_calls_section_begin|>", "<|tool_call_begin|>", "<|tool_call_argument_begin|>",
                    "<|tool_call_end|>", "<|tool_calls_section_end|>", "<think>"):
-        add(marker)
-    succ: dict[int, int] = {}
-
-    def chain(start: int, pieces: list[str]) -> None:
-        prev = start
-        for piece in pieces:
-            tok = add(piece)
-            assert tok not in succ or succ[tok] == eos, f"token {piece!r} would have two successors"
-            succ[prev] = tok
-            prev = tok
-        succ[prev] = eos
-
+        model.add(marker)
+    chars = _bytes_to_unicode()
     for trigger, pieces in {**SCENARIOS, **CONTINUATIONS}.items():
-        chain(tokens.index(byte_chars[ord(trigger)]), pieces)
-    # a pre-filled "<think>" continues like scenario 1 does after its own "<think>"
-    vocab = len(tokens)
-    n_embd = ((vocab + 63) // 64) * 64
-    emb = np.zeros((vocab, n_embd), dtype=np.float32)
-    emb[np.arange(vocab), np.arange(vocab)] = 1.0
-    out = np.zeros((vocab, n_embd), dtype=np.float32)
-    for t in range(vocab):
-        out[succ.get(t, eos), t] = 4.0  # x sqrt(n_embd) after the final RMS norm: a logit of ~90
-
-    w = gguf.GGUFWriter(str(path), "llama")
-    n_head, n_ff = 4, 32
-    w.add_context_length(4096)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(1)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_dimension_count(n_embd // n_head)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(["Ġ Ġ"])
-    w.add_bos_token_id(eos)
-    w.add_eos_token_id(eos)
-    w.add_add_bos_token(False)
-    w.add_chat_template(TEMPLATE)
-    zeros = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
-    ones = np.ones(n_embd, dtype=np.float32)
-    w.add_tensor("token_embd.weight", emb)
-    w.add_tensor("blk.0.attn_norm.weight", ones)
-    for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
-        w.add_tensor(f"blk.0.{name}.weight", zeros(n_embd, n_embd))
-    w.add_tensor("blk.0.ffn_norm.weight", ones)
-    w.add_tensor("blk.0.ffn_gate.weight", zeros(n_ff, n_embd))
-    w.add_tensor("blk.0.ffn_up.weight", zeros(n_ff, n_embd))
-    w.add_tensor("blk.0.ffn_down.weight", zeros(n_embd, n_ff))
-    w.add_tensor("output_norm.weight", ones)
-    w.add_tensor("output.weight", out)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+        model.chain(model.index[chars[ord(trigger)]], pieces)
+    assert gguf  # the writer needs the gguf package
+    return model.write(path, TEMPLATE)

@@ -120,19 +120,11 @@ def test_sigterm_lets_a_stream_that_finishes_within_the_grace_period_finish(tmp_
 @pytest.fixture(scope="module")
 def one_slot(tmp_path_factory):
     """One sequence and a queue of one: with both taken, the engine refuses a third call as
-    overloaded after the call has started (and, with a forced tool call, after its first delta)."""
+    overloaded before anything of it is sent (a stream too)."""
     s = start_server(tmp_path_factory.mktemp("one_slot"), config=(
-        '[deployments.smollm2]\nmax_sequences = 1\nmax_waiting = 1\ntool_parser = "kimi_k2"\n'))
+        '[deployments.smollm2]\nmax_sequences = 1\nmax_waiting = 1\n'))
     yield s
     s.stop()
-
-
-TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-FORCED = {"model": MODEL, "messages": [{"role": "user", "content": "Weather in Paris?"}], "enable_thinking": False,
-          "tools": [TOOL], "max_tokens": 50,
-          # named: the Kimi K2 format puts the call's id and name into the prompt, so they are the first delta
-          "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
 
 
 @contextmanager
@@ -160,51 +152,54 @@ def one_slot_taken_and_one_queued(s):
     wait_idle(s, timeout=60)
     time.sleep(0.3)
     new = [r for r in records(s) if r["request_id"] not in before]
-    # the queued call ran once the busy stream's client left; the forced call was refused
+    # the queued call ran once the busy stream's client left; the overloaded call was refused
     assert sorted(r["status"] for r in new) == [200, 499, 503]
     refused.extend(r for r in new if r["status"] == 503)
     assert refused[0]["error_code"] == "ModelUnavailable"
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_an_overload_after_a_forced_tool_calls_first_delta_is_a_503(one_slot, stream):
+@pytest.mark.parametrize("path, stream", [("/compatible-mode/v1/chat/completions", False),
+                                          ("/compatible-mode/v1/chat/completions", True),
+                                          ("/v1/responses", True)])
+def test_an_overloaded_deployment_is_a_503_before_anything_is_sent(one_slot, path, stream):
     s = one_slot
+    body = ({"model": MODEL, "input": "Hi", "enable_thinking": False, "max_output_tokens": 5} if "responses" in path
+            else {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "enable_thinking": False,
+                  "max_tokens": 5})
     with one_slot_taken_and_one_queued(s) as refused:
-        if stream:
-            with httpx.stream("POST", f"{s.base_url}/chat/completions", json={**FORCED, "stream": True},
-                              headers=auth(s), timeout=60) as r:
-                assert r.status_code == 200
-                events = [json.loads(line[6:]) for line in r.iter_lines()
-                          if line.startswith("data: {")]
-            assert events[0]["choices"][0]["delta"]["role"] == "assistant"
-            first_call = events[1]["choices"][0]["delta"]["tool_calls"][0]
-            assert first_call["id"] == "functions.get_weather:0" and first_call["function"]["name"] == "get_weather"
-            assert events[-1]["error"]["code"] == "ModelUnavailable"
-        else:
-            r = httpx.post(f"{s.base_url}/chat/completions", json=FORCED, headers=auth(s), timeout=60)
-            assert r.status_code == 503, r.text
-            assert r.json()["error"]["code"] == "ModelUnavailable"
-            assert r.headers["retry-after"] == "1"
+        r = httpx.post(f"{s.url}{path}", json={**body, "stream": stream}, headers=auth(s), timeout=60)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "ModelUnavailable" and r.headers["retry-after"] == "1"
     assert bool(refused[0]["stream"]) == stream
+    assert refused[0]["protocol"] == ("responses" if "responses" in path else "chat")
 
 
-def test_an_error_in_a_responses_stream_is_an_error_event_then_response_failed(one_slot):
-    s = one_slot
-    body = {"model": MODEL, "input": "Weather in Paris?", "enable_thinking": False, "max_output_tokens": 50,
-            "stream": True, "tools": [{"type": "function", **TOOL["function"]}],
-            "tool_choice": {"type": "function", "name": "get_weather"}}
-    with one_slot_taken_and_one_queued(s) as refused:
+def test_an_error_in_a_responses_stream_is_an_error_event_then_response_failed(tmp_path):
+    """A stream ended by the server (a shutdown past its grace period) ends in an `error` event
+    and response.failed."""
+    s = start_server(tmp_path / "home", config="[server]\nshutdown_grace_seconds = 1\n")
+    body = {"model": MODEL, "input": "Write a very long story.", "enable_thinking": False, "max_output_tokens": 3000,
+            "stream": True}
+    try:
         with httpx.stream("POST", f"{s.url}/v1/responses", json=body, headers=auth(s), timeout=60) as r:
             assert r.status_code == 200
-            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+            events = []
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    events.append(json.loads(line[6:]))
+                    if events[-1]["type"] == "response.output_text.delta" and len(events) == 6:
+                        s.proc.send_signal(signal.SIGTERM)
+        wait_exit(s)
+    finally:
+        s.stop()
     kinds = [e["type"] for e in events]
     assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
-    assert events[2]["item"]["type"] == "function_call" and events[2]["item"]["name"] == "get_weather"
     assert kinds[-2:] == ["error", "response.failed"] and events[-2]["code"] == "ModelUnavailable"
     assert events[-1]["response"]["status"] == "failed"
     assert events[-1]["response"]["error"]["code"] == "ModelUnavailable"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
-    assert refused[0]["protocol"] == "responses" and refused[0]["stream"]
+    (row,) = records(s)
+    assert row["protocol"] == "responses" and row["stream"] and row["status"] == 503
 
 
 def test_a_non_stream_call_whose_client_leaves_is_recorded_as_499_with_its_tokens(one_slot):

@@ -12,7 +12,8 @@ from typing import AsyncIterator, Callable
 
 from ..engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ..errors import ModelStudioError
-from ..service.call import ChatCall
+from ..service.call import WAITING, ChatCall
+from .call_route import KEEPALIVE_SECONDS
 
 
 def usage_body(u: Usage) -> dict:
@@ -88,6 +89,7 @@ def _sse(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every client skips it
 _HOLE = "\ufdd0text\ufdd0"  # a noncharacter: never in a model's text
 
 
@@ -123,8 +125,11 @@ async def stream(call: ChatCall) -> AsyncIterator[bytes]:
     yield chunk({"role": "assistant", "content": ""})
     reasoned = not call.thinking  # in thinking mode, reasoning_content comes first, even when empty
     try:
-        async with aclosing(call.deltas()) as deltas:
+        async with aclosing(call.deltas(heartbeat=KEEPALIVE_SECONDS)) as deltas:
             async for d in deltas:
+                if d is WAITING:
+                    yield KEEPALIVE
+                    continue
                 t = type(d)
                 if not reasoned:
                     reasoned = True

@@ -50,9 +50,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.registry.register(EngineCollector(engines))
         self.requests = Counter(
-            "moonserve_requests", "Chat calls by model and HTTP status", ["model", "status"], registry=self.registry
+            "moonserve_requests", "Calls by model, HTTP status (200: admitted) and protocol",
+            ["model", "status", "protocol"], registry=self.registry
         )
         self.ttft = Histogram(
-            "moonserve_time_to_first_token_seconds", "Time from request to first delta", ["model"],
+            "moonserve_time_to_first_token_seconds", "Time from request to first delta", ["model", "protocol"],
             registry=self.registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )

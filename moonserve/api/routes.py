@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from ..accounts.ledger import GROUPS, parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
-from ..errors import InvalidParameter, ModelStudioError
+from ..errors import InvalidParameter
 from ..wire import ChatRequest
 from . import chat_replies
 from .auth import require_key
 from .body import read_chat_request
-from .disconnect import unless_client_leaves
-from .errors import request_id
+from .call_route import Answer, serve_call
+from .errors import error_response, request_id
 
 router = APIRouter()
 PREFIXES = ("/compatible-mode/v1", "/v1")
@@ -33,23 +31,10 @@ CHAT_OPENAPI = {"requestBody": {"required": True, "content": {"application/json"
 
 
 async def chat_completions(request: Request, key: ApiKey = Depends(require_key)):
-    state = request.app.state
-    call = state.service.call(key, request_id(request))
-    try:
-        await call.start(lambda: read_chat_request(request))
-    except ModelStudioError as exc:
-        state.metrics.requests.labels(call.model if call.model in cards() else "-", str(exc.status)).inc()
-        raise
-    state.metrics.ttft.labels(call.model).observe(time.monotonic() - call.started)
-    state.metrics.requests.labels(call.model, "200").inc()
-    headers = {"x-request-id": call.request_id}
-    if call.ignored:
-        headers["X-Moonserve-Ignored-Params"] = ",".join(call.ignored)
-    if call.stream:
-        return StreamingResponse(chat_replies.stream(call), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    body = await unless_client_leaves(request, call, chat_replies.collect(call))
-    return body if isinstance(body, PlainTextResponse) else JSONResponse(body, headers=headers)
+    call = request.app.state.service.call(key, request_id(request))
+    return await serve_call(request, call, lambda: read_chat_request(request), Answer(
+        "chat", lambda exc: error_response(request, exc), lambda: chat_replies.stream(call),
+        lambda: chat_replies.collect(call)))
 
 
 async def list_models(request: Request, key: ApiKey = Depends(require_key)):

@@ -2,8 +2,8 @@
 first, Model Studio itself as overflow), like LiteLLM's fallbacks.
 
 A call goes to the first deployment that is healthy (an embedded engine always is; an upstream as
-its health checks and its last calls say). If that one fails before its first delta (down,
-overloaded, throttling), the call moves on to the next; after the first delta it is that
+its health checks and its last calls say). If that one fails before its first output (down,
+overloaded, throttling), the call moves on to the next; after the first output it is that
 deployment's. When none is healthy, each is tried all the same, in order.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from .protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, EngineThrottled, EngineUnavailable, Engine,
+from .protocol import (Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, EngineThrottled, EngineUnavailable, Engine,
                        Generation, Usage)
 
 RETRYABLE = (EngineUnavailable, EngineOverloaded, EngineThrottled)
@@ -49,17 +49,26 @@ class FailoverGeneration:
     def usage(self) -> Usage:
         return self.current.usage() if self.current is not None else Usage()
 
-    async def _run(self, engines, conversation, options) -> AsyncIterator[Delta]:
+    async def _run(self, engines, conversation, options) -> AsyncIterator[Admitted | Delta]:
+        admitted = False
         for k, engine in enumerate(engines):
             generation = engine.chat(conversation, options)
             self.current = generation
             try:
                 first = await anext(generation.deltas)
+                if type(first) is Admitted:  # passed on once; the call may still move on before output
+                    if not admitted:
+                        admitted = True
+                        yield first
+                    first = await anext(generation.deltas)
             except RETRYABLE:
                 await generation.deltas.aclose()
                 if k == len(engines) - 1:
                     raise
                 continue
+            except BaseException:
+                await generation.deltas.aclose()
+                raise
             break
         try:
             yield first

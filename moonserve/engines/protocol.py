@@ -12,6 +12,16 @@ from typing import AsyncIterator, Protocol
 from ..chat.deltas import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage  # noqa: F401 (the protocol's types)
 
 
+@dataclass(slots=True)
+class Admitted:
+    """The first thing a generation yields: the engine has taken the request (its input processed,
+    its prompt queued, an upstream's stream open). Everything the engine refuses before this is
+    raised instead (a prompt too long, a full queue, an upstream's 400), so a call can still answer
+    with an error status; after it, a stream opens while the prompt waits and is prefilled."""
+
+    prompt_tokens: int = 0
+
+
 @dataclass
 class Conversation:
     messages: list[dict]  # OpenAI-shaped messages, validated by the service layer
@@ -35,14 +45,12 @@ class ChatOptions:
     response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
 
 
-
-
 class Generation(Protocol):
     """One request's generation, as an engine runs it."""
 
-    deltas: AsyncIterator[Delta]
-    """The output. The last delta is always a `Finish`, whose usage is the call's. Closing the
-    iterator early cancels the generation and frees what it held."""
+    deltas: AsyncIterator[Admitted | Delta]
+    """`Admitted`, then the output. The last delta is always a `Finish`, whose usage is the call's.
+    Closing the iterator early cancels the generation and frees what it held."""
 
     def usage(self) -> Usage:
         """What was used so far: the usage of a call that ends before its `Finish` (a client that

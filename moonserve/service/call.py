@@ -3,7 +3,9 @@
 The route hands over the key and a reader for the body, then renders what the call yields. The call
 does the rest, in order: refuse while the server drains (503), admit under the rate limits (429),
 read and parse the body (400, 413), authorize the model (404, 403), apply the card's rules (400),
-load media, start the engine and wait for its first delta; then it passes the deltas on.
+load media, and have the engine admit the request (its input processed and queued: a prompt too long
+is still a 400, a full queue a 503). `start` ends there, so a stream opens at once, before the
+prompt is prefilled; `deltas` then waits for the output and passes it on.
 
 Whatever ends it writes exactly one ledger record, here and nowhere else: the `Finish` (recorded
 before it is passed on, so a crash after that loses nothing), a refusal, an engine error before or
@@ -21,9 +23,9 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 from ..accounts.store import ApiKey
 from ..catalog import ModelCard
 from ..chat.template import TemplateRenderError
-from ..engines.protocol import (Delta, EngineOverloaded, EngineRejected, EngineThrottled, EngineUnavailable, Finish,
+from ..engines.protocol import (Admitted, Delta, EngineOverloaded, EngineRejected, EngineThrottled, EngineUnavailable, Finish,
                                 Generation, PromptTooLong, ReasoningDelta, UnsupportedResponseFormat, Usage)
-from ..errors import (ClientClosedRequest, InternalError, InvalidParameter, ModelStudioError, ModelUnavailable,
+from ..errors import (ClientClosedRequest, ContextLengthExceeded, InternalError, InvalidParameter, ModelStudioError, ModelUnavailable,
                       Throttling)
 from ..wire import ChatRequest
 from ..workers import offload
@@ -35,6 +37,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("moonserve.service")
 
 BodyReader = Callable[[], Awaitable[tuple[ChatRequest, int]]]
+
+
+class Waiting:
+    """What `ChatCall.deltas(heartbeat=...)` yields while the model is silent: no output yet."""
+
+
+WAITING = Waiting()
 
 
 class ChatCall:
@@ -51,8 +60,9 @@ class ChatCall:
         self.started = time.monotonic()
         self.card: ModelCard | None = None
         self.recorded = False
+        self.on_first_delta: Callable[[], None] | None = None  # e.g. the time-to-first-token metric
         self._generation: Generation | None = None
-        self._first: Delta | None = None
+        self._first: Delta | None = None  # a delta that came with the admission (an engine without one)
         self._task: asyncio.Task | None = None
         self._ended_by: ModelStudioError | None = None  # set by `end`: why the call was ended from outside
         self._finishing = False
@@ -60,8 +70,8 @@ class ChatCall:
     # -- the call's course ----------------------------------------------------------------------
 
     async def start(self, read_body: BodyReader) -> None:
-        """Everything up to the first delta. A refusal is recorded, then raised as its Model Studio
-        error."""
+        """Everything up to the engine's admission. A refusal is recorded, then raised as its Model
+        Studio error."""
         self._task = asyncio.current_task()
         try:
             await self._start(read_body)
@@ -79,15 +89,34 @@ class ChatCall:
         self.include_usage, self.ignored = decision.include_usage, decision.ignored
         self.thinking = decision.options.thinking
         self._generation = await service.generate(req, self.card, decision, size)
-        self._first = await anext(self._generation.deltas)
+        first = await anext(self._generation.deltas)
+        if type(first) is not Admitted:
+            self._first = first
 
-    async def deltas(self) -> AsyncIterator[Delta]:
+    async def deltas(self, heartbeat: float | None = None) -> AsyncIterator[Delta | Waiting]:
         """The deltas, from the first; the last is the `Finish`. Errors come out as Model Studio
-        errors, already recorded."""
+        errors, already recorded. With `heartbeat`, `WAITING` comes every `heartbeat` seconds while
+        the model is still silent (queued, prefilling), for a stream to keep its connection alive."""
         self._task = asyncio.current_task()
         stream = self._generation.deltas
-        d = self._first
         try:
+            d = self._first
+            if d is None and heartbeat is None:
+                d = await anext(stream)
+            elif d is None:
+                first = asyncio.ensure_future(anext(stream))
+                try:
+                    while not first.done():
+                        await asyncio.wait((first,), timeout=heartbeat)
+                        if not first.done():
+                            yield WAITING
+                finally:
+                    if not first.done():  # the call ends while the prompt is prefilled
+                        first.cancel()
+                        await asyncio.wait((first,))
+                d = first.result()
+            if self.on_first_delta is not None:
+                self.on_first_delta()
             while True:
                 t = type(d)
                 if t is Finish:
@@ -104,7 +133,9 @@ class ChatCall:
         except BaseException as exc:
             raise await self._failed(exc) from None
         finally:
-            await stream.aclose()
+            # (a first delta still awaited in its own task, cancelled above, closes the stream itself)
+            if not getattr(stream, "ag_running", False):
+                await stream.aclose()
 
     def end(self, error: ModelStudioError) -> None:
         """End the call from outside (a shutdown; a client gone while its reply was computed): the
@@ -154,8 +185,7 @@ def model_studio_error(exc: BaseException, request_id: str) -> ModelStudioError:
     if isinstance(exc, ModelStudioError):
         return exc
     if isinstance(exc, PromptTooLong):
-        return InvalidParameter(f"Range of input length should be [1, {exc.limit}]; the prompt is {exc.tokens} tokens",
-                                param="messages")
+        return ContextLengthExceeded(exc.tokens, exc.limit)
     if isinstance(exc, EngineOverloaded):
         return ModelUnavailable("The deployment behind this model is overloaded; retry later",
                                 headers={"Retry-After": "1"})

@@ -90,6 +90,7 @@ def decide(req: ChatRequest, card: ModelCard) -> Decision:
     response_format = check_response_format(req.response_format)
     tools = check_tools(req.tools)
     tool_choice = check_tool_choice(req.tool_choice, tools)
+    check_forced_tool_schemas(tools, tool_choice)
 
     thinking = thinking_enabled(req, card)
     if thinking:
@@ -172,13 +173,25 @@ def check_tools(tools: list[dict] | None) -> list[dict] | None:
             if not isinstance(params, dict):
                 raise InvalidParameter(f"{where}.function.parameters must be a JSON schema object",
                                        param=f"{where}.function.parameters")
-            check_schema(params, f"{where}.function.parameters")
+            check_schema(params, f"{where}.function.parameters", enforced=False)
     return tools
 
 
-def check_schema(schema: dict, param: str) -> None:
-    """A valid JSON schema (draft 2020-12) that a grammar can enforce (see schemas.py)."""
-    check_schema_bounds(schema, param)
+def check_forced_tool_schemas(tools: list[dict] | None, tool_choice: str) -> None:
+    """A forced call (tool_choice "required" or a named function) is generated under a grammar built
+    from the tools' schemas: those must be enforceable."""
+    if tool_choice in ("auto", "none"):
+        return
+    for i, tool in enumerate(tools or ()):
+        fn = tool["function"]
+        if fn.get("parameters") is not None and tool_choice in ("required", fn["name"]):
+            check_schema_bounds(fn["parameters"], f"tools[{i}].function.parameters")
+
+
+def check_schema(schema: dict, param: str, *, enforced: bool = True) -> None:
+    """A valid JSON schema (draft 2020-12); when `enforced`, one that a grammar can enforce (see
+    schemas.py)."""
+    check_schema_bounds(schema, param, enforced=enforced)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

@@ -1,7 +1,7 @@
 """Bounds on the JSON schemas a client sends (a tool's `parameters`, `response_format`'s schema).
 
-A schema becomes a grammar that constrains generation, and a grammar's size follows from what the
-schema asks for: `maxLength: 100000` turns into 100,000 nested groups, `"pattern": "^a{0,100000}$"`
+A schema may become a grammar that constrains generation (`response_format`, a forced `tool_choice`),
+and a grammar's size follows from what the schema asks for: `maxLength: 100000` turns into 100,000 nested groups, `"pattern": "^a{0,100000}$"`
 likewise, and nested repetitions in a pattern multiply. So before a schema is checked or converted,
 it is walked once, without recursion, and refused (400, naming the field) when it asks for more
 than a grammar can hold:
@@ -36,8 +36,11 @@ DATA_KEYWORDS = ("enum", "const", "default", "examples")
 _QUANTIFIER = re.compile(r"\{(\d*)(?:(,)(\d*))?\}")
 
 
-def check_schema_bounds(schema: object, param: str) -> None:
-    """Raise InvalidParameter (param names the offending place) if the schema asks too much."""
+def check_schema_bounds(schema: object, param: str, *, enforced: bool = True) -> None:
+    """Raise InvalidParameter (param names the offending place) if the schema asks too much.
+    `enforced`: whether a grammar will be built from it; if not (a tool the model may or may not
+    call, `tool_choice` "auto"), only its size and nesting are bounded, and counts and patterns are
+    the client's to check (Claude Code's tools say `maxLength: 524288`)."""
     nodes = 0
     stack: list[tuple[object, str, int, bool]] = [(schema, param, 1, True)]
     while stack:
@@ -51,7 +54,7 @@ def check_schema_bounds(schema: object, param: str) -> None:
         if isinstance(node, list):
             stack.extend((v, f"{where}[{i}]", depth + 1, is_schema) for i, v in enumerate(node))
         elif isinstance(node, dict):
-            if is_schema:
+            if is_schema and enforced:
                 _check_keywords(node, where)
             for k, v in node.items():
                 stack.append((v, f"{where}.{k}", depth + 1, is_schema and k not in DATA_KEYWORDS))

@@ -8,6 +8,7 @@ summary), a `message` with one `output_text` part, `function_call` items.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from ...engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from .request import Turn
@@ -44,12 +45,18 @@ def response_object(response_id: str, model: str, turn: Turn, created: float, *,
 
 
 class OutputBuilder:
-    """Feed it deltas; it returns the events each one makes, and keeps the items."""
+    """Feed it deltas; it returns the events each one makes, and keeps the items. A function call
+    the model made under a namespaced function's flat name comes out as `name` and `namespace`; with
+    `seal`, a reasoning item carries its reasoning sealed in `encrypted_content`."""
 
-    def __init__(self, item_prefix: str, thinking: bool):
+    def __init__(self, item_prefix: str, thinking: bool, *, namespaced: dict[str, tuple[str, str]] | None = None,
+                 seal: Callable[[str], str] | None = None):
         self.items: list[dict] = []
         self.thinking = thinking
         self._prefix = item_prefix
+        self._namespaced = namespaced or {}
+        self._seal = seal
+        self._flat_names: dict[str, str] = {}  # call_id -> the name the model used
         self._open: dict | None = None  # the item being written
         self._texts: list[str] = []  # its text so far
         self.finish: Finish | None = None
@@ -74,8 +81,11 @@ class OutputBuilder:
         if t is ToolCallDelta:
             events = []
             if d.id is not None:  # a new call
-                events = self._close() + self._start({"type": "function_call", "call_id": d.id, "name": d.name,
-                                                      "arguments": ""})
+                item = {"type": "function_call", "call_id": d.id, "name": d.name, "arguments": ""}
+                if d.name in self._namespaced:
+                    self._flat_names[d.id] = d.name
+                    item["namespace"], item["name"] = self._namespaced[d.name]
+                events = self._close() + self._start(item)
             if d.arguments:
                 self._texts.append(d.arguments)
                 events.append(self._at({"type": "response.function_call_arguments.delta", "delta": d.arguments}))
@@ -96,7 +106,8 @@ class OutputBuilder:
         if reasoning is not None:
             message["reasoning_content"] = reasoning
         calls = [{"id": item["call_id"], "type": "function",
-                  "function": {"name": item["name"], "arguments": item["arguments"]}}
+                  "function": {"name": self._flat_names.get(item["call_id"], item["name"]),
+                               "arguments": item["arguments"]}}
                  for item in self.items if item["type"] == "function_call"]
         if calls:
             message["tool_calls"] = calls
@@ -135,6 +146,8 @@ class OutputBuilder:
         if item["type"] == "reasoning":
             part = {"type": "summary_text", "text": text}
             item["summary"] = [part]
+            if self._seal is not None:
+                item["encrypted_content"] = self._seal(text)
             events = [self._at({"type": "response.reasoning_summary_text.done", "summary_index": 0, "text": text}, item),
                       self._at({"type": "response.reasoning_summary_part.done", "summary_index": 0, "part": part}, item)]
         elif item["type"] == "message":

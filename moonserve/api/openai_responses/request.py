@@ -1,9 +1,15 @@
 """A Responses request as the chat request it means.
 
 `input` (a string or items), `instructions` and the stored conversation of `previous_response_id`
-become chat messages; function tools, `tool_choice`, `text.format`, `max_output_tokens` and the
-thinking switch (`enable_thinking`, or `reasoning.effort` "none") become the chat fields. Errors
-found later by the chat rules name chat fields; `Turn.rename` names them as this request did.
+become chat messages; function tools (those grouped in a `namespace` too), `tool_choice`,
+`text.format`, `max_output_tokens` and the thinking switch (`enable_thinking`, or `reasoning.effort`
+"none") become the chat fields. Errors found later by the chat rules name chat fields; `Turn.rename`
+names them as this request did.
+
+What Codex sends is the measure: fields this server does not know (`client_metadata`, ...) and
+hosted tools it cannot run (`web_search`, ...) are named in X-Moonserve-Ignored-Params, not refused;
+reasoning items come back with the `encrypted_content` this server sealed (with `store: false` that
+is the only way a stateless client keeps its reasoning), checked before the model reads it.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ...errors import InvalidParameter
+from ...errors import ContextLengthExceeded, InvalidParameter, ModelStudioError
+from ...service.signatures import ReasoningSigner
 
-# Fields of the Responses API that are accepted. Fields it does not have are refused by name.
+# Fields of the Responses API that are read. Any other field is named as ignored.
 ACCEPTED = {
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "previous_response_id",
     "store", "stream", "stream_options", "max_output_tokens", "temperature", "top_p", "text", "reasoning",
@@ -25,7 +32,11 @@ ACCEPTED = {
 }
 # Accepted, and without effect here; the reply names them in X-Moonserve-Ignored-Params.
 WITHOUT_EFFECT = ("safety_identifier", "prompt_cache_key", "service_tier")
-INCLUDABLE = {"reasoning.encrypted_content", "message.output_text.logprobs"}
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+INCLUDABLE = {ENCRYPTED_REASONING, "message.output_text.logprobs"}
+# Tools that the Responses API runs on its own servers: never the model's here.
+HOSTED_TOOLS = ("web_search", "web_search_preview", "file_search", "computer_use_preview", "computer",
+                "code_interpreter", "image_generation", "mcp", "local_shell", "tool_search")
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_METADATA = 16
 
@@ -44,10 +55,31 @@ class Turn:
     items: list[dict] = field(default_factory=list)  # the request's input as items (GET .../input_items)
     sources: list[str] = field(default_factory=list)  # per chat message: the field it came from
     ignored: list[str] = field(default_factory=list)
+    # a function grouped in a namespace: the name the model sees -> (namespace, name)
+    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tool_sources: list[str] = field(default_factory=list)  # per chat tool: where the request offered it
 
     @property
     def store(self) -> bool:
         return self.body.get("store", True) is not False
+
+    @property
+    def seal_reasoning(self) -> bool:
+        """Whether reasoning items carry `encrypted_content` (asked for with `include`)."""
+        return ENCRYPTED_REASONING in (self.body.get("include") or ())
+
+    def refusal(self, exc: ModelStudioError) -> ModelStudioError:
+        """A refusal in this request's terms: its field names, and OpenAI's code for a context
+        overflow, which Codex recognises."""
+        if isinstance(exc, ContextLengthExceeded):
+            exc.code, exc.param = "context_length_exceeded", "input"
+            exc.message = (f"Your input exceeds the context window of this model: {exc.tokens} tokens, of at most "
+                           f"{exc.limit}. Please adjust your input and try again.")
+            return exc
+        exc.message = self.rename(exc.message)
+        if exc.param:
+            exc.param = self.rename(exc.param)
+        return exc
 
     def rename(self, text: str) -> str:
         """A chat field path in an error message, as the Responses request named it."""
@@ -55,24 +87,28 @@ class Turn:
         text = re.sub(r"in assistant tool call message at index (\d+)", lambda m: (
             f"for the function_call at {self._source(int(m.group(1)))}: send back the reasoning item that "
             "came with it"), text)
+        text = re.sub(r"\btools\[(\d+)\](?:\.function\.)?", self._tool, text)
         for chat, ours in (("response_format.json_schema.schema", "text.format.schema"),
                            ("response_format.json_schema", "text.format"), ("response_format", "text.format"),
-                           ("max_completion_tokens", "max_output_tokens"), ("].function.", "].")):
+                           ("max_completion_tokens", "max_output_tokens")):
             text = text.replace(chat, ours)
         return text
+
+    def _tool(self, m: re.Match) -> str:
+        k = int(m.group(1))
+        where = self.tool_sources[k] if k < len(self.tool_sources) else f"tools[{k}]"
+        return where + "." if m.group(0).endswith(".") else where
 
     def _source(self, k: int) -> str:
         return self.sources[k] if k < len(self.sources) else f"messages[{k}]"
 
 
-def to_chat_body(body: dict, previous: list[dict] | None) -> tuple[dict, Turn]:
+def to_chat_body(body: dict, previous: list[dict] | None, signer: ReasoningSigner) -> tuple[dict, Turn]:
     """The chat request, and the turn. `previous`: the stored conversation of previous_response_id."""
-    unknown = sorted(set(body) - ACCEPTED)
-    if unknown:
-        fail(unknown[0], "is not a parameter of the Responses API served here")
     if not isinstance(body.get("model"), str):
         fail("model", "is required")
     turn = Turn(body)
+    turn.ignored += sorted(set(body) - ACCEPTED)
     if body.get("background"):
         fail("background", "background responses are not supported; send the request and wait, or stream it")
     if body.get("top_logprobs"):
@@ -84,8 +120,8 @@ def to_chat_body(body: dict, previous: list[dict] | None) -> tuple[dict, Turn]:
     include = body.get("include") or []
     if not isinstance(include, list) or any(i not in INCLUDABLE for i in include):
         fail("include", f"the values that can be included are {sorted(INCLUDABLE)}")
-    if include:
-        turn.ignored.append("include")  # reasoning is never encrypted here, and logprobs are not kept
+    if any(i != ENCRYPTED_REASONING for i in include):
+        turn.ignored.append("include")  # logprobs are not kept
     check_metadata(body.get("metadata"))
     turn.ignored += [k for k in WITHOUT_EFFECT if body.get(k) is not None]
 
@@ -100,7 +136,9 @@ def to_chat_body(body: dict, previous: list[dict] | None) -> tuple[dict, Turn]:
     if previous is not None:
         turn.history.extend(previous)
         sources += ["previous_response_id"] * len(previous)
-    new, new_sources = input_messages(body.get("input"))
+    if body.get("tools") is not None:
+        tools = function_tools(body["tools"], turn)
+    new, new_sources = input_messages(body.get("input"), signer, turn.namespaced)
     turn.items = input_items(body.get("input"))
     turn.history.extend(new)
     sources += new_sources
@@ -124,9 +162,9 @@ def to_chat_body(body: dict, previous: list[dict] | None) -> tuple[dict, Turn]:
             fail("reasoning.effort", "disagrees with enable_thinking; send one of them")
         chat["enable_thinking"] = thinking
     if body.get("tools") is not None:
-        chat["tools"] = function_tools(body["tools"])
+        chat["tools"] = tools
     if body.get("tool_choice") is not None:
-        chat["tool_choice"] = tool_choice(body["tool_choice"])
+        chat["tool_choice"] = tool_choice(body["tool_choice"], turn)
     fmt = text_format(body.get("text"), turn)
     if fmt is not None:
         chat["response_format"] = fmt
@@ -185,28 +223,61 @@ def text_format(text, turn: Turn) -> dict | None:
     return {"type": "json_schema", "json_schema": spec}
 
 
-def function_tools(tools) -> list[dict]:
+def function_tools(tools, turn: Turn) -> list[dict]:
+    """The function tools, as chat tools. A `namespace` (Codex's group of functions) is flattened
+    into its functions, each under a name the model sees, `NAMESPACE__NAME` (the reply gives the call
+    back as `name` and `namespace`); hosted and custom tools cannot run here and are named as ignored."""
     if not isinstance(tools, list):
         fail("tools", "must be a list")
-    out = []
+    out: list[dict] = []
+
+    def add(tool: dict, where: str, namespace: str | None = None) -> None:
+        name = tool.get("name")
+        if namespace is not None and isinstance(name, str):
+            flat = namespace if namespace.endswith("_") else f"{namespace}__"
+            flat += name
+            turn.namespaced[flat] = (namespace, name)
+            name = flat
+        turn.tool_sources.append(where)
+        out.append({"type": "function", "function": {
+            "name": name, "description": tool.get("description") or "",
+            "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}})
+
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
             fail(where, "must be an object")
-        if tool.get("type") != "function":
-            fail(f"{where}.type", f"only function tools are supported ({tool.get('type')!r} is a tool that "
-                                  "Moonserve does not run)")
-        fn = {"name": tool.get("name"), "description": tool.get("description") or "",
-              "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
-        out.append({"type": "function", "function": fn})
+        kind = tool.get("type")
+        if kind == "function":
+            add(tool, where)
+        elif kind == "namespace":
+            namespace, members = tool.get("name"), tool.get("tools")
+            if not isinstance(namespace, str) or not namespace or not isinstance(members, list):
+                fail(where, "a namespace needs a `name` and a list of `tools`")
+            for j, member in enumerate(members):
+                at = f"{where}.tools[{j}]"
+                if not isinstance(member, dict):
+                    fail(at, "must be an object")
+                if member.get("type") == "function":
+                    add(member, at, namespace)
+                else:
+                    turn.ignored.append(at)
+        elif isinstance(kind, str) and (kind in HOSTED_TOOLS or kind == "custom" or kind.startswith("web_search")):
+            turn.ignored.append(where)  # offered, but nothing here can run it
+        else:
+            fail(f"{where}.type", f"{kind!r} is not a tool type of the Responses API")
     return out
 
 
-def tool_choice(choice):
+def tool_choice(choice, turn: Turn):
     if choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
-        return {"type": "function", "function": {"name": choice["name"]}}
+        name = choice["name"]
+        namespace = choice.get("namespace")
+        if isinstance(namespace, str):
+            name = next((flat for flat, (ns, n) in turn.namespaced.items() if (ns, n) == (namespace, name)), name)
+        return {"type": "function", "function": {"name": name}}
     fail("tool_choice", "must be 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...}")
 
 
@@ -238,9 +309,11 @@ def with_ids(items: list[dict], hex_id: str) -> list[dict]:
     return [{**item, "id": item.get("id") or f"{ITEM_PREFIXES.get(item['type'], 'item')}_{hex_id}_in{i}"}
             for i, item in enumerate(items)]
 
-def input_messages(items) -> tuple[list[dict], list[str]]:
+def input_messages(items, signer: ReasoningSigner, namespaced: dict[str, tuple[str, str]] | None = None
+                   ) -> tuple[list[dict], list[str]]:
     """`input` as chat messages, and for each the item it came from. Reasoning items give their text
     to the assistant message that follows; function calls join the assistant message before them."""
+    flat_names = {v: k for k, v in (namespaced or {}).items()}
     if items is None:
         return [], []
     if isinstance(items, str):
@@ -275,9 +348,9 @@ def input_messages(items) -> tuple[list[dict], list[str]]:
             add({"role": "system" if role == "developer" else role,
                  "content": input_content(item.get("content"), where)}, where)
         elif kind == "reasoning":
-            reasoning = (reasoning or "") + reasoning_text(item, where)
+            reasoning = (reasoning or "") + reasoning_text(item, where, signer)
         elif kind == "function_call":
-            call = function_call(item, where)
+            call = function_call(item, where, flat_names)
             if assistant is None or reasoning is not None:
                 assistant = {"role": "assistant", "content": ""}
                 if reasoning is not None:
@@ -335,8 +408,16 @@ def output_text(content, where: str) -> str:
     return "".join(t for t in texts if isinstance(t, str))
 
 
-def reasoning_text(item: dict, where: str) -> str:
-    """The reasoning's own text (`content`), else its summary."""
+def reasoning_text(item: dict, where: str, signer: ReasoningSigner) -> str:
+    """The reasoning that `encrypted_content` seals (checked: a seal that is not this server's is
+    refused), else its own text (`content`), else its summary."""
+    sealed = item.get("encrypted_content")
+    if sealed is not None:
+        text = signer.open(sealed)
+        if text is None:
+            fail(f"{where}.encrypted_content", "was not sealed by this server, or was changed (reasoning can "
+                                               "only be sent back as Moonserve returned it)")
+        return text
     for key in ("content", "summary"):
         parts = item.get(key)
         if parts:
@@ -346,7 +427,7 @@ def reasoning_text(item: dict, where: str) -> str:
     return ""
 
 
-def function_call(item: dict, where: str) -> dict:
+def function_call(item: dict, where: str, flat_names: dict[tuple[str, str], str]) -> dict:
     for key in ("call_id", "name", "arguments"):
         if not isinstance(item.get(key), str):
             fail(f"{where}.{key}", "is required: a string")
@@ -354,5 +435,7 @@ def function_call(item: dict, where: str) -> dict:
         json.loads(item["arguments"] or "{}")
     except ValueError:
         fail(f"{where}.arguments", "must be a JSON object as a string")
-    return {"id": item["call_id"], "type": "function",
-            "function": {"name": item["name"], "arguments": item["arguments"]}}
+    name = item["name"]
+    if isinstance(item.get("namespace"), str):  # the name the model saw for it
+        name = flat_names.get((item["namespace"], name), name)
+    return {"id": item["call_id"], "type": "function", "function": {"name": name, "arguments": item["arguments"]}}

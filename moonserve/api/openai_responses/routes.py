@@ -16,20 +16,21 @@ from itertools import count
 from typing import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ...accounts.store import ApiKey
 from ...accounts.stored_responses import StoredResponses
 from ...errors import InternalError, InvalidParameter, ModelStudioError, NotFound
-from ...service.call import ChatCall
+from ...service.call import WAITING, ChatCall
+from ...service.signatures import ReasoningSigner
 from ...wire import ChatRequest
 from ...workers import offload
 from ..auth import require_key
 from ..body import parse_json_object, read_json_body
-from ..disconnect import unless_client_leaves
-from ..errors import request_id, validation_error
+from ..call_route import KEEPALIVE_SECONDS, Answer, serve_call
+from ..chat_replies import KEEPALIVE
+from ..errors import error_response, request_id, validation_error
 from .output import OutputBuilder, response_object
 from .request import Turn, fail, to_chat_body, with_ids
 
@@ -38,7 +39,7 @@ router = APIRouter()
 PREFIXES = ("/api/v2/apps/protocols/compatible-mode/v1", "/v1")
 
 
-def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: list[Turn]):
+def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: list[Turn], signer: ReasoningSigner):
     """The call's body reader: the chat request that the Responses request means. The turn goes to
     `turns` as soon as it is known, so that a later refusal can be named in the request's terms."""
 
@@ -52,7 +53,7 @@ def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: lis
                 fail("previous_response_id", f"no stored response {pid!r} in this workspace (never stored, "
                                              "deleted, or past its retention)")
             previous = found.conversation
-        chat, turn = to_chat_body(body, previous)
+        chat, turn = to_chat_body(body, previous, signer)
         turns.append(turn)
         try:
             return ChatRequest.model_validate(chat)
@@ -69,12 +70,13 @@ def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: lis
 class Reply:
     """One response: its output items as they are built, then stored and sent."""
 
-    def __init__(self, call: ChatCall, turn: Turn, stored: StoredResponses):
+    def __init__(self, call: ChatCall, turn: Turn, stored: StoredResponses, signer: ReasoningSigner):
         self.call, self.turn, self.stored = call, turn, stored
         self.hex_id = call.request_id.replace("-", "")
         self.id = f"resp_{self.hex_id}"
         self.created = int(time.time())
-        self.output = OutputBuilder(self.hex_id, call.thinking)
+        self.output = OutputBuilder(self.hex_id, call.thinking, namespaced=turn.namespaced,
+                                    seal=signer.seal if turn.seal_reasoning else None)
 
     def response(self, status: str, **kw) -> dict:
         return response_object(self.id, self.call.model, self.turn, self.created, status=status,
@@ -112,13 +114,17 @@ class Reply:
         yield sse({"type": "response.created", "response": self.response("in_progress")})
         yield sse({"type": "response.in_progress", "response": self.response("in_progress")})
         try:
-            async with aclosing(self.call.deltas()) as deltas:
+            async with aclosing(self.call.deltas(heartbeat=KEEPALIVE_SECONDS)) as deltas:
                 async for d in deltas:
+                    if d is WAITING:
+                        yield KEEPALIVE
+                        continue
                     for event in self.output.feed(d):
                         yield sse(event)
             body = await self.finished()
             yield sse({"type": f"response.{body['status']}", "response": body})
         except ModelStudioError as exc:
+            exc = self.turn.refusal(exc)
             yield sse({"type": "error", "code": exc.code, "message": exc.message, "param": exc.param})
             yield sse({"type": "response.failed",
                        "response": self.response("failed", error={"code": exc.code, "message": exc.message})})
@@ -128,24 +134,17 @@ async def create_response(request: Request, key: ApiKey = Depends(require_key)):
     state, rid = request.app.state, request_id(request)
     call = state.service.call(key, rid, protocol="responses")
     turns: list[Turn] = []
-    try:
-        await call.start(read_turn(request, key, state.stored_responses, turns))
-    except InvalidParameter as exc:
-        if turns:  # name the field as the Responses request did
-            exc.message = turns[0].rename(exc.message)
-            exc.param = exc.param and turns[0].rename(exc.param)
-        raise
-    turn = turns[0]
-    reply = Reply(call, turn, state.stored_responses)
-    headers = {"x-request-id": rid}
-    ignored = call.ignored + turn.ignored
-    if ignored:
-        headers["X-Moonserve-Ignored-Params"] = ",".join(ignored)
-    if call.stream:
-        return StreamingResponse(reply.stream(), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    body = await unless_client_leaves(request, call, reply.collect())
-    return body if isinstance(body, PlainTextResponse) else JSONResponse(body, headers=headers)
+    replies: list[Reply] = []
+
+    def reply() -> Reply:  # once the request is read
+        if not replies:
+            replies.append(Reply(call, turns[0], state.stored_responses, state.signer))
+        return replies[0]
+
+    return await serve_call(request, call, read_turn(request, key, state.stored_responses, turns, state.signer), Answer(
+        "responses", lambda exc: error_response(request, exc), stream=lambda: reply().stream(),
+        collect=lambda: reply().collect(), ignored=lambda: turns[0].ignored,
+        rename=lambda exc: turns[0].refusal(exc) if turns else exc))
 
 
 def _not_found(response_id: str) -> NotFound:

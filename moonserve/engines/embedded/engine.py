@@ -17,7 +17,7 @@ from typing import AsyncIterator
 from ...chat.template import ChatTemplate
 from ...config import DeploymentConfig
 from ...workers import offload
-from ..protocol import ChatOptions, Conversation, Delta, EngineOverloaded, Finish, Usage
+from ..protocol import Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, Finish, Usage
 from .core import EngineCore
 from .input_processor import InputProcessor, Prepared
 from .llama import Context, Model, Vision
@@ -161,7 +161,7 @@ class EmbeddedGeneration:
                 seq.switch_after = b"</think>"
         return seq
 
-    async def _run(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
+    async def _run(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Admitted | Delta]:
         engine = self.engine
         p = await self._prepare(conversation, options)
         out = self.output = OutputProcessor(
@@ -169,12 +169,17 @@ class EmbeddedGeneration:
             tool_format=engine.deployment.tool_parser if conversation.tools and engine.supports_tools else None,
             first_tool_index=p.first_tool_index, stop=options.stop, answer_limit=p.answer_limit,
             parallel_tool_calls=options.parallel_tool_calls)
+        scheduler = engine.core.scheduler
+        if len(scheduler.waiting) >= scheduler.max_waiting:  # refused now, before a stream opens
+            p.close()
+            raise EngineOverloaded(f"{len(scheduler.waiting)} requests are already waiting")
         seq = self.seq = self._sequence(p)
         self.prompt_tokens = len(p.prompt)
         self.media_tokens = p.media_tokens
         engine.core.submit(seq)
         finished = False
         try:
+            yield Admitted(self.prompt_tokens)
             for d in out.start(p.forced):
                 yield d
             while True:

@@ -145,12 +145,12 @@ class InputProcessor:
             p.reasoning = self.deployment.thinks and options.thinking and not forced
             p.starts_in_reasoning = p.reasoning and text.rstrip().endswith("<think>")
             # max_completion_tokens bounds everything generated; max_tokens only the answer, which
-            # the engine can bound by itself only when no reasoning comes first. A request that
-            # bounds neither gets the deployment's max_output_tokens.
+            # the engine can bound by itself only when no reasoning comes first. The deployment's
+            # max_output_tokens caps everything generated, whatever the request asks for.
             p.max_new = limit - len(p.prompt)
             if options.max_completion_tokens is not None:
                 p.max_new = min(p.max_new, options.max_completion_tokens)
-            elif options.max_tokens is None and d.max_output_tokens:
+            if d.max_output_tokens:
                 p.max_new = min(p.max_new, d.max_output_tokens)
             p.answer_limit = options.max_tokens
             if p.answer_limit is not None and not p.reasoning:

@@ -21,7 +21,7 @@ from typing import AsyncIterator
 from ...chat.output import OutputPipeline
 from ...config import ConfigError, DeploymentConfig
 from ...workers import offload
-from ..protocol import (ChatOptions, Conversation, Delta, EngineOverloaded, EngineRejected, EngineUnavailable, Finish,
+from ..protocol import (Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, EngineRejected, EngineUnavailable, Finish,
                         ReasoningDelta, TextDelta, ToolCallDelta, Usage)
 from .client import UpstreamClient
 from .payload import build_payload
@@ -174,7 +174,7 @@ class UpstreamGeneration:
         self.prompt_tokens = self.cached_tokens + int(t.get("prompt_n") or 0)
         self.completion_tokens = max(self.completion_tokens, int(t.get("predicted_n") or 0))
 
-    async def _run(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Delta]:
+    async def _run(self, conversation: Conversation, options: ChatOptions) -> AsyncIterator[Admitted | Delta]:
         engine, d = self.engine, self.engine.deployment
         if engine.model is None:
             raise EngineUnavailable(f"deployment {engine.name}: the upstream has not answered yet")
@@ -190,6 +190,7 @@ class UpstreamGeneration:
         reason = None
         try:
             async with engine.slot(), engine.client.chat_stream(payload) as chunks:
+                yield Admitted()  # the upstream took it: its refusals came before this
                 async for chunk in chunks:
                     if chunk.get("usage"):
                         self._take_usage(chunk["usage"])

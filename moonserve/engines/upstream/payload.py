@@ -64,7 +64,9 @@ def build_payload(d: DeploymentConfig, conversation: Conversation, options: Chat
             payload["chat_template_kwargs"] = {d.thinking_variable: options.thinking}
     else:
         payload["enable_thinking"] = options.thinking
-    limit = options.max_completion_tokens or options.max_tokens or d.max_output_tokens
+    # the deployment's max_output_tokens caps whatever the request asks for
+    limit = min((n for n in (options.max_completion_tokens or options.max_tokens, d.max_output_tokens) if n),
+                default=None)
     if limit:
         payload["max_tokens"] = limit
     if options.seed is not None:
