@@ -213,3 +213,69 @@ def test_a_non_stream_call_whose_client_leaves_is_recorded_as_499_with_its_token
     (row,) = [r for r in records(s) if r["request_id"] not in before]
     assert row["status"] == 499 and row["error_code"] == "ClientClosedRequest" and not row["stream"]
     assert 0 < row["completion_tokens"] < 3000 and row["prompt_tokens"] > 0
+
+
+LONG_PROMPT = " ".join(f"item{i} is a {('red', 'green', 'blue')[i % 3]} box;" for i in range(300))  # ~2,600 tokens
+STREAMS = {  # protocol -> (path, body of a streamed call with LONG_PROMPT)
+    "chat": ("/compatible-mode/v1/chat/completions",
+             {"model": MODEL, "messages": [{"role": "user", "content": LONG_PROMPT}], "enable_thinking": False,
+              "max_tokens": 5, "stream": True}),
+    "anthropic": ("/apps/anthropic/v1/messages",
+                  {"model": MODEL, "messages": [{"role": "user", "content": LONG_PROMPT}], "max_tokens": 5,
+                   "thinking": {"type": "disabled"}, "stream": True}),
+    "responses": ("/v1/responses", {"model": MODEL, "input": LONG_PROMPT, "enable_thinking": False,
+                                    "max_output_tokens": 5, "stream": True}),
+}
+
+
+def idle_after(server, t0: float, timeout: float = 10) -> float:
+    """Seconds from t0 until the engine holds no sequence."""
+    wait_idle(server, timeout=timeout)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("protocol", list(STREAMS))
+def test_a_long_prompts_stream_opens_at_once_and_its_prefill_stops_when_the_client_leaves(server, protocol):
+    path, body = STREAMS[protocol]
+    body = json.loads(json.dumps(body).replace("item0 ", f"item0 {protocol}-{time.time()} "))  # never cached
+    before = {r["request_id"] for r in records(server)}
+    t0 = time.monotonic()
+    with httpx.stream("POST", f"{server.url}{path}", json=body, headers=auth(server), timeout=60) as r:
+        lines = r.iter_lines()
+        first = next(lines)
+        opened = time.monotonic() - t0
+        assert r.status_code == 200
+        assert opened < 1.0, f"the stream opened after {opened:.2f}s"  # the prefill takes ~10 s here
+        assert first.startswith(("data: {", "event: "))
+        busy = httpx.get(f"{server.url}/health").json()["deployments"]["smollm2"]
+        assert busy["running"] == 1
+        time.sleep(1.0)
+        left = time.monotonic()
+    stopped = idle_after(server, left)
+    assert stopped < 2.5, f"the prefill went on {stopped:.2f}s after the client left"
+    time.sleep(0.3)
+    (row,) = [r for r in records(server) if r["request_id"] not in before]
+    assert row["status"] == 499 and row["protocol"] == protocol and row["prompt_tokens"] > 2500
+    assert row["completion_tokens"] == 0
+
+
+def test_a_silent_stream_is_kept_alive_while_its_prompt_is_prefilled(server):
+    path, body = STREAMS["chat"]
+    body = {**body, "messages": [{"role": "user", "content": f"{time.time()} {LONG_PROMPT}"}]}
+    with httpx.stream("POST", f"{server.url}{path}", json=body, headers=auth(server), timeout=60) as r:
+        seen = []
+        for line in r.iter_lines():
+            seen.append(line)
+            if line.startswith(":") or len(seen) > 3:
+                break
+    assert seen[0].startswith("data: {") and seen[-1] == ": keep-alive", seen
+    wait_idle(server, timeout=10)
+
+
+def test_a_non_stream_call_whose_client_leaves_during_its_prefill_stops_at_once(server):
+    _, body = STREAMS["chat"]
+    body = {**body, "stream": False, "messages": [{"role": "user", "content": f"{time.time()} {LONG_PROMPT}"}]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.base_url}/chat/completions", json=body, headers=auth(server), timeout=1.5)
+    stopped = idle_after(server, time.monotonic())
+    assert stopped < 2.5, f"the prefill went on {stopped:.2f}s after the client left"

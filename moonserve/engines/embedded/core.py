@@ -199,7 +199,7 @@ class EngineCore:
         if self.runner.vision is not None:
             self.prompt_tokens_computed += self.runner.decode_images(self.scheduler.running)
         self._offload()
-        step = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
+        step = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk, self.pacer.lone_chunk)
         if not step.work:
             self.outbox.flush()
             return
@@ -211,6 +211,8 @@ class EngineCore:
             self.decode_seconds += 0.05 * (seconds - self.decode_seconds)
         elif step.paced:
             self.pacer.observe_prefill(seconds, n_prefill)
+        else:
+            self.pacer.observe_lone(seconds, n_prefill)
         self.prompt_tokens_computed += n_prefill
         self.tokens_generated += len(sampled)
         out, done = self.scheduler.postprocess(step, sampled, is_eog=self.model.is_eog, n_ctx_seq=self.ctx.n_ctx_seq)

@@ -92,8 +92,9 @@ class Scheduler:
             admitted.append(seq)
         return admitted
 
-    def schedule(self, budget: int, interactive_chunk: int) -> Step:
-        """The next step's work, at most `budget` tokens."""
+    def schedule(self, budget: int, interactive_chunk: int, lone_chunk: int | None = None) -> Step:
+        """The next step's work, at most `budget` tokens. `lone_chunk`: the tokens one long prompt
+        may take in a step while nothing generates (None: the whole budget)."""
         generating = sorted((s for s in self.running if not s.prefilling and s.last_token is not None),
                             key=lambda s: s.slot)
         prefilling = [s for s in self.running if s.prefilling and not s.offloaded]
@@ -102,7 +103,8 @@ class Scheduler:
             return Step([Work(s, [s.last_token], s.position, True) for s in generating[:budget]], False)
         self._prefill_turn = False
         paced = bool(generating)
-        return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else None), paced)
+        return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else None,
+                                  lone_chunk), paced)
 
     def postprocess(self, step: Step, sampled: list[tuple[Sequence, int]], *, is_eog: Callable[[int], bool],
                     n_ctx_seq: int) -> tuple[list[tuple[Sequence, int]], list[tuple[Sequence, str]]]:
@@ -125,7 +127,8 @@ class Scheduler:
                 seq.last_token = token
         return out, done
 
-    def _prefill(self, prefilling: list[Sequence], budget: int, paced: int | None) -> list[Work]:
+    def _prefill(self, prefilling: list[Sequence], budget: int, paced: int | None,
+                 lone_chunk: int | None = None) -> list[Work]:
         """Prompt chunks for one step. `paced`: while others generate, the tokens a long prompt may
         take (None: nothing generates, prefill takes the whole budget). Short prompts (at most
         `unpaced_tokens` left) go in whole; while others generate, only up to twice `unpaced_tokens`
@@ -143,8 +146,10 @@ class Scheduler:
                 if paced is not None and short_tokens and short_tokens + left > 2 * self.unpaced_tokens:
                     continue
                 allowed = budget
+            elif paced is None:
+                allowed = budget if lone_chunk is None else min(budget, lone_chunk)
             else:
-                allowed = budget if paced is None else min(budget, paced)
+                allowed = min(budget, paced)
             if allowed == 0:
                 continue
             chunk = seq.prompt[seq.n_computed : seq.n_computed + allowed]
