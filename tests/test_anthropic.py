@@ -150,3 +150,51 @@ def test_fields_without_effect_are_named(server):
                          "service_tier": "auto"})
     assert r.status_code == 200
     assert r.headers["X-Moonserve-Ignored-Params"].split(",") == ["temperature", "metadata", "service_tier"]
+
+
+BIG_SCHEMA_TOOL = {"name": "Monitor", "description": "Claude Code's Monitor tool: its script has no practical bound",
+                   "input_schema": {"type": "object", "properties": {
+                       "script": {"type": "string", "maxLength": 524288}}, "required": ["script"]}}
+
+
+def test_what_claude_code_sends_is_accepted(scripted):
+    """Claude Code's request shape: system entries inside messages, adaptive thinking shown or
+    omitted, a tool whose schema no grammar could enforce (none is built with tool_choice auto),
+    and fields without effect, named."""
+    body = {"model": MODEL, "max_tokens": 32000, "stream": False,
+            "system": [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>"},
+                                                      {"type": "text", "text": "What is 1+1?"}]},
+                         {"role": "system", "content": [{"type": "text", "text": "# Environment\nplatform: linux 1"}]}],
+            "tools": [BIG_SCHEMA_TOOL, {"type": "web_search_20250305", "name": "web_search"}],
+            "thinking": {"type": "adaptive", "display": "omitted"}, "output_config": {"effort": "high"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "metadata": {"user_id": "{}"}}
+    headers = {"x-api-key": scripted.key, "anthropic-version": "2023-06-01",
+               "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14"}
+    r = httpx.post(f"{scripted.url}/apps/anthropic/v1/messages?beta=true", json=body, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    ignored = r.headers["X-Moonserve-Ignored-Params"].split(",")
+    assert {"output_config", "context_management", "metadata", "tools[1]"} <= set(ignored)
+    thinking, text = r.json()["content"]
+    # display "omitted": no text shown, the signature carries the reasoning back
+    assert thinking["type"] == "thinking" and thinking["thinking"] == "" and thinking["signature"]
+    assert text["text"] == "The answer is 2."
+    body["messages"] += [{"role": "assistant", "content": r.json()["content"]},
+                         {"role": "user", "content": "And now? 1"}]
+    again = httpx.post(f"{scripted.url}/v1/messages", json=body, headers=headers, timeout=60)
+    assert again.status_code == 200, again.text
+    # forcing a tool builds a grammar from its schema: that bound is then the client's error, in its terms
+    forced = httpx.post(f"{scripted.url}/v1/messages", headers=headers, timeout=60, json={
+        **body, "thinking": {"type": "disabled"}, "tool_choice": {"type": "any"}})
+    assert forced.status_code == 400
+    assert "tools[0].input_schema.properties.script.maxLength" in forced.json()["error"]["message"]
+
+
+def test_a_context_overflow_is_worded_as_anthropic_clients_recognise(server):
+    with pytest.raises(anthropic.BadRequestError) as e:
+        sdk(server).messages.create(model=MODEL, max_tokens=5, thinking={"type": "disabled"},
+                                    messages=[{"role": "user", "content": "word " * 5000}])
+    assert e.value.body["error"]["type"] == "invalid_request_error"
+    assert e.value.body["error"]["message"].startswith("prompt is too long: ")
+    assert "tokens > 4095 maximum" in e.value.body["error"]["message"]

@@ -213,3 +213,47 @@ def test_errors_name_the_responses_fields(server):
     r = httpx.post(f"{server.url}/v1/responses", headers={"Authorization": f"Bearer {server.key}"},
                    json={"model": MODEL, "input": "Hi", "max_output_tokens": 3, "extra_body": {"enable_thinking": False}})
     assert r.status_code == 200 and [i["type"] for i in r.json()["output"]] == ["message"]
+
+
+def test_what_codex_sends_is_accepted_and_named(scripted):
+    """Codex's request shape: client_metadata and other unknown fields, a namespace of functions,
+    a hosted web_search tool, store false with encrypted reasoning; the call comes back as name +
+    namespace, and the reasoning as a seal that the next turn sends back."""
+    # the namespace "get_" and its function "weather": the model sees (and the scripted model calls)
+    # the flat name get_weather
+    tools = [{"type": "namespace", "name": "get_", "description": "Weather tools",
+              "tools": [{**WEATHER, "name": "weather"}]},
+             {"type": "web_search", "external_web_access": False}]
+    body = {"model": MODEL, "input": [{"type": "message", "role": "developer", "content": [
+                {"type": "input_text", "text": "You are a coding agent."}]},
+                {"type": "message", "role": "user", "content": [
+                    {"type": "input_text", "text": "What is the weather in Beijing? 2"}]}],
+            "tools": tools, "tool_choice": "auto", "parallel_tool_calls": True, "reasoning": {"summary": "auto"},
+            "store": False, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "thread-1",
+            "client_metadata": {"x-codex-window-id": "w:0"}, "stream": False}
+    headers = {"Authorization": f"Bearer {scripted.key}"}
+    r = httpx.post(f"{scripted.url}{BASE}/responses", json=body, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    ignored = r.headers["X-Moonserve-Ignored-Params"].split(",")
+    assert {"client_metadata", "tools[1]", "reasoning.summary", "prompt_cache_key"} <= set(ignored)
+    reasoning, message, call = r.json()["output"]
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"].startswith("ms1.")
+    assert (call["name"], call["namespace"], call["call_id"]) == ("weather", "get_", "functions.get_weather:0")
+    # the next turn, stateless: the items as they came, the tool's output after them
+    body["input"] += [reasoning, message, call,
+                      {"type": "function_call_output", "call_id": call["call_id"], "output": "Sunny~"}]
+    again = httpx.post(f"{scripted.url}{BASE}/responses", json=body, headers=headers, timeout=60)
+    assert again.status_code == 200, again.text
+    assert again.json()["output"][-1]["content"][0]["text"] == "It is sunny in Beijing."
+    # reasoning that this server did not seal is refused, naming the item
+    forged = dict(reasoning, encrypted_content=reasoning["encrypted_content"][:-4] + "AAAA")
+    body["input"][2] = forged
+    refused = httpx.post(f"{scripted.url}{BASE}/responses", json=body, headers=headers, timeout=60)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "input[2].encrypted_content"
+
+
+def test_a_context_overflow_is_context_length_exceeded_on_input(server):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk(server).responses.create(model=MODEL, input="word " * 5000, extra_body={"enable_thinking": False})
+    assert e.value.body["code"] == "context_length_exceeded" and e.value.body["param"] == "input"
+    assert "context window" in e.value.body["message"]
