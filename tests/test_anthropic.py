@@ -198,3 +198,33 @@ def test_a_context_overflow_is_worded_as_anthropic_clients_recognise(server):
     assert e.value.body["error"]["type"] == "invalid_request_error"
     assert e.value.body["error"]["message"].startswith("prompt is too long: ")
     assert "tokens > 4095 maximum" in e.value.body["error"]["message"]
+    # the operator's log says which request was refused, and why
+    rid = e.value.body["request_id"]
+    assert f"request {rid} (anthropic, {MODEL}) refused: 400 invalid_parameter_error param=messages: prompt is too long" \
+        in server.output()
+
+
+@pytest.fixture(scope="module")
+def strict_system(tmp_path_factory):
+    """The scripted model with a template that takes a system message only first, as some do."""
+    from moonserve.testing import start_server
+    from scripted_model import TEMPLATE, write_scripted_model
+
+    d = tmp_path_factory.mktemp("strict_system")
+    gguf = write_scripted_model(d / "scripted.gguf")
+    (d / "strict.jinja").write_text(
+        "{%- for m in messages %}{% if m.role == 'system' and not loop.first %}"
+        "{{ raise_exception('a system message must come first') }}{% endif %}{% endfor -%}" + TEMPLATE)
+    s = start_server(d / "home", config=(
+        f'[deployments.scripted]\nmodel = "{gguf}"\nchat_template = "{d / "strict.jinja"}"\ncontext_length = 2048\n'
+        'reasoning_parser = "think"\ntool_parser = "kimi_k2"\n[models."kimi/kimi-k2.6"]\ndeployment = "scripted"\n'))
+    yield s
+    s.stop()
+
+
+def test_system_entries_inside_messages_are_merged_where_the_template_takes_one_system_message(strict_system):
+    m = sdk(strict_system).messages.create(
+        model=MODEL, max_tokens=100, system="Be brief.", thinking={"type": "enabled", "budget_tokens": 100},
+        messages=[{"role": "user", "content": "What is 1+1? 1"}, {"role": "system", "content": "The environment."}])
+    # merged into the first system message, the user's question is the prompt's end again
+    assert m.content[-1].text == "The answer is 2."

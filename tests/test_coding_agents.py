@@ -178,3 +178,13 @@ def test_no_agent_request_was_refused(lab):
     """Whatever the agents sent on the side (titles, summaries), nothing was refused."""
     server, _, _ = lab
     assert "refused" not in server.output(), [line for line in server.output().splitlines() if "refused" in line]
+
+
+def test_the_agents_server_config_gives_the_code_ids_an_agents_context():
+    from moonserve.config import load_config
+
+    cfg = load_config(RECIPES / "moonserve.toml")
+    for model in ("kimi/kimi-k2.7-code", "kimi/kimi-k2.7-code-highspeed"):
+        (name,) = cfg.routes[model]
+        d = cfg.deployments[name]
+        assert d.context_length >= CONTEXT and d.max_output_tokens == 512 and d.calls_tools and d.thinks

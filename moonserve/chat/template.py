@@ -56,3 +56,15 @@ class ChatTemplate:
             raise
         except TemplateError as exc:
             raise TemplateRenderError(f"chat template failed: {exc}") from exc
+
+
+def with_one_system_message(messages: list[dict]) -> list[dict]:
+    """The conversation with every system message merged into one at its start, in order (for a
+    template that accepts a system message only there; Claude Code puts some after the first user
+    message)."""
+    system = [m for m in messages if m.get("role") == "system"]
+    if len(system) <= 1 and (not system or messages[0] is system[0]):
+        return messages
+    merged = {"role": "system", "content": "\n\n".join(m.get("content") or "" for m in system)}
+    return [merged] + [m for m in messages if m.get("role") != "system"]
+

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ...chat.template import ChatTemplate, TemplateRenderError
+from ...chat.template import ChatTemplate, TemplateRenderError, with_one_system_message
 from ...config import DeploymentConfig
 from ..protocol import ChatOptions, Conversation, PromptTooLong, UnsupportedResponseFormat
 from . import grammars
@@ -61,7 +61,14 @@ class InputProcessor:
         if self.deployment.thinking_variable != "none":
             variables[self.deployment.thinking_variable] = options.thinking
         tools = conversation.tools if options.tool_choice != "none" else None
-        return self.template.render(rendered, tools=tools, **variables)
+        try:
+            return self.template.render(rendered, tools=tools, **variables)
+        except TemplateRenderError:
+            merged = with_one_system_message(rendered)
+            if merged is rendered:
+                raise
+            # the template takes a system message only first: where they stood is lost, their text is not
+            return self.template.render(merged, tools=tools, **variables)
 
     @staticmethod
     def _content_text(i: int, content, media: dict) -> str:
