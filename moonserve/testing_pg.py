@@ -30,6 +30,20 @@ class PostgresCluster:
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/moonserve"
 
+    @property
+    def options(self) -> str:
+        return f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would (`pg_ctl -m immediate`); `resume` starts it again."""
+        subprocess.run(_as_cluster_user(["pg_ctl", "-D", str(self.base / "data"), "-m", "immediate", "stop"]),
+                       check=True, capture_output=True, timeout=60)
+
+    def resume(self) -> None:
+        subprocess.run(_as_cluster_user(["pg_ctl", "-D", str(self.base / "data"), "-o", self.options, "-l",
+                                         str(self.base / "server.log"), "-w", "start"]),
+                       check=True, capture_output=True, timeout=120)
+
     def stop(self) -> None:
         subprocess.run(_as_cluster_user(["pg_ctl", "-D", str(self.base / "data"), "-m", "immediate", "stop"]),
                        capture_output=True, timeout=60)
@@ -49,11 +63,11 @@ def start_cluster() -> PostgresCluster:
     data = base / "data"
     run = lambda cmd: subprocess.run(_as_cluster_user(cmd), check=True, capture_output=True, timeout=120)  # noqa: E731
     run(["initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"])
-    port = free_port()
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    run(["pg_ctl", "-D", str(data), "-o", opts, "-l", str(base / "server.log"), "-w", "start"])
+    cluster = PostgresCluster(base, free_port())
+    run(["pg_ctl", "-D", str(data), "-o", cluster.options, "-l", str(base / "server.log"), "-w", "start"])
+    port = cluster.port
     import psycopg
 
     with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
         conn.execute("CREATE DATABASE moonserve")
-    return PostgresCluster(base, port)
+    return cluster

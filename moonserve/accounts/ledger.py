@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from .schema import usage_records
@@ -21,6 +22,15 @@ class Ledger:
         """Insert one call's record. The request id is the primary key: a call is counted once."""
         with self.engine.begin() as conn:
             conn.execute(insert(usage_records).values(**row))
+
+    def insert_missing(self, rows: list[dict]) -> None:
+        """Insert the records whose request id the ledger does not hold yet, in order, in one
+        transaction (a journal's delivery: each record once, however often it is tried)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with self.engine.begin() as conn:
+            for row in rows:
+                conn.execute(dialect.insert(usage_records).values(**row).on_conflict_do_nothing(
+                    index_elements=["request_id"]))
 
     def report(self, workspace: str | None = None, since: datetime | None = None, by: str = "model") -> list[dict]:
         if by not in GROUPS:

@@ -1,7 +1,7 @@
 """Workspaces, API keys and model activation, on SQLite (default) or PostgreSQL.
 
 Keys are shown once and stored as a SHA-256 hash. Every lookup reads the database, so a revocation
-takes effect at once in every process that shares it.
+takes effect at once in every process that shares it (while it answers; see remembered.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .schema import activations, api_keys, workspaces
 
@@ -182,9 +182,12 @@ class Store:
         key = self._key(row)
         now = _now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            with self.engine.begin() as conn:
-                conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(last_used_at=now))
-            key = replace(key, last_used_at=now)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(last_used_at=now))
+                key = replace(key, last_used_at=now)
+            except OperationalError:  # bookkeeping (a full disk, a database gone read-only): never a refusal
+                pass
         return key
 
     @staticmethod

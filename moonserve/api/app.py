@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -12,7 +13,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
+from ..accounts.availability import DatabaseState
 from ..accounts.console_users import ConsoleUsers
+from ..accounts.remembered import RememberedAccess
 from ..accounts.store import Store
 from ..accounts.stored_responses import StoredResponses
 from ..config import Config
@@ -48,6 +51,7 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
         if owner and on_console_owner:
             on_console_owner(*owner)
         started: list = []
+        watch = asyncio.create_task(app.state.accounting.watch())  # delivers a journal left by the last run too
         try:
             for name, engine in engines.items():
                 await engine.start()
@@ -55,6 +59,7 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
                 log.info("deployment %s ready", name)
             yield
         finally:
+            watch.cancel()
             for engine in started:
                 await engine.close()
 
@@ -66,10 +71,12 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     m = config.media
     fetcher = Fetcher(FetchPolicy(frozenset(h.lower() for h in m.allow_hosts), m.connect_timeout, m.read_timeout,
                                   m.total_timeout, m.max_redirects))
-    app.state.accounting = Accounting(config, store)
-    app.state.service = ChatService(config, store, engines, MediaLoader(fetcher, m.max_video_frames),
+    database = app.state.database = DatabaseState(store.engine)
+    app.state.accounts = RememberedAccess(store, database)
+    app.state.accounting = Accounting(config, store, database)
+    app.state.service = ChatService(config, app.state.accounts, engines, MediaLoader(fetcher, m.max_video_frames),
                                     app.state.accounting)
-    app.state.metrics = Metrics(engines)
+    app.state.metrics = Metrics(engines, database, app.state.accounting.journal)
     app.state.started_at = int(time.time())
     app.state.signer = load_signer(config.home)
     app.state.stored_responses = StoredResponses(store.engine, timedelta(days=config.responses.retention_days))

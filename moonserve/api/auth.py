@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from ..accounts.availability import DatabaseUnavailable
 from ..accounts.store import ApiKey
-from ..errors import InvalidApiKey
+from ..errors import InvalidApiKey, ModelUnavailable
 
 
 def require_key(request: Request) -> ApiKey:
@@ -32,7 +33,11 @@ def authenticate(request: Request, secret: str) -> ApiKey:
             "You didn't provide an API key. Send it in the Authorization header as 'Bearer <key>'."
         )
     state = request.app.state
-    key = state.store.authenticate(secret)
+    try:
+        key = state.accounts.authenticate(secret)
+    except DatabaseUnavailable:
+        raise ModelUnavailable("The accounts database is unavailable and this key is not known to this node; "
+                               "retry later", headers={"Retry-After": "5"}) from None
     # A key of another region is refused exactly like an unknown one.
     if key is None or key.region != state.config.server.region:
         raise InvalidApiKey()

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InternalError, InvalidParameter, ModelStudioError
+from ..accounts.availability import is_database_fault
+from ..errors import InternalError, InvalidParameter, ModelStudioError, ModelUnavailable
 
 log = logging.getLogger("moonserve.api")
 
@@ -83,5 +84,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
+        if is_database_fault(exc):  # a fault we can name: the accounts database is away
+            request.app.state.database.failed(exc)
+            log.warning("request %s: the accounts database is unavailable: %s", request_id(request), exc)
+            return error_response(request, ModelUnavailable("The accounts database is unavailable; retry later",
+                                                            headers={"Retry-After": "5"}))
         log.exception("request %s failed", request_id(request))
         return error_response(request, InternalError())

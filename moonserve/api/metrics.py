@@ -45,10 +45,29 @@ class EngineCollector:
         yield from families.values()
 
 
+class AccountsCollector:
+    """The accounts database's state and the ledger journal's depth."""
+
+    def __init__(self, database, journal):
+        self.database, self.journal = database, journal
+
+    def collect(self):
+        up = GaugeMetricFamily("moonserve_database_up", "1 while the accounts database answers")
+        up.add_metric([], int(self.database.up))
+        pending = GaugeMetricFamily("moonserve_ledger_journal_pending",
+                                    "Usage records journaled on this node, waiting for the database")
+        pending.add_metric([], self.journal.pending)
+        writable = GaugeMetricFamily("moonserve_ledger_journal_writable", "1 while the ledger journal can be written")
+        writable.add_metric([], int(self.journal.writable))
+        yield from (up, pending, writable)
+
+
 class Metrics:
-    def __init__(self, engines: dict):
+    def __init__(self, engines: dict, database=None, journal=None):
         self.registry = CollectorRegistry()
         self.registry.register(EngineCollector(engines))
+        if database is not None:
+            self.registry.register(AccountsCollector(database, journal))
         self.requests = Counter(
             "moonserve_requests", "Calls by model, HTTP status (200: admitted) and protocol",
             ["model", "status", "protocol"], registry=self.registry

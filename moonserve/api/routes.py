@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -38,7 +38,7 @@ async def chat_completions(request: Request, key: ApiKey = Depends(require_key))
 
 
 async def list_models(request: Request, key: ApiKey = Depends(require_key)):
-    active = await run_in_threadpool(request.app.state.store.activated_models, key.workspace_id)
+    active = await run_in_threadpool(request.app.state.accounts.activated_models, key.workspace_id)
     created = request.app.state.started_at
     data = [
         {"id": c.id, "object": "model", "created": created, "owned_by": c.owned_by}
@@ -73,8 +73,17 @@ for prefix in PREFIXES:
 
 @router.get("/health")
 async def health(request: Request):
-    engines = request.app.state.engines
-    return {"status": "ok", "deployments": {name: e.stats() for name, e in engines.items()}}
+    """`ok`; `degraded` while the accounts database is away or records wait in the journal (known
+    keys are served, records are journaled); `unavailable` (503) while calls are refused because
+    neither the database nor the journal could keep their records."""
+    state = request.app.state
+    database, accounting = state.database, state.accounting
+    ledger = accounting.state()
+    status = ("unavailable" if not accounting.can_bill else
+              "ok" if database.up and ledger["database_writes"] and not ledger["journal_pending"] else "degraded")
+    body = {"status": status, "database": database.as_json(), "ledger": ledger,
+            "deployments": {name: e.stats() for name, e in state.engines.items()}}
+    return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
 
 @router.get("/metrics")

@@ -20,6 +20,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
+from ..accounts.availability import DatabaseUnavailable, is_database_fault
 from ..accounts.store import ApiKey
 from ..catalog import ModelCard
 from ..chat.template import TemplateRenderError
@@ -200,5 +201,7 @@ def model_studio_error(exc: BaseException, request_id: str) -> ModelStudioError:
         return InvalidParameter(f"messages: {exc}", param="messages")
     if isinstance(exc, UnsupportedResponseFormat):
         return InvalidParameter(f"{exc.param}: {exc}", param=exc.param)
+    if isinstance(exc, DatabaseUnavailable) or is_database_fault(exc):
+        return ModelUnavailable("The accounts database is unavailable; retry later", headers={"Retry-After": "5"})
     log.error("call %s failed", request_id, exc_info=exc)
     return InternalError()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..accounts.store import ApiKey, Store
+from ..accounts.remembered import RememberedAccess
+from ..accounts.store import ApiKey
 from ..catalog import ModelCard, card as find_card
 from ..config import Config
 from ..engines import engines_by_model
@@ -31,10 +32,10 @@ MEDIA_PARTS = {"image_url": "image", "video_url": "video", "video": "video"}
 
 
 class ChatService:
-    def __init__(self, config: Config, store: Store, engines: dict[str, Engine], media: MediaLoader,
+    def __init__(self, config: Config, accounts: RememberedAccess, engines: dict[str, Engine], media: MediaLoader,
                  accounting: Accounting):
         self.config = config
-        self.store = store
+        self.accounts = accounts
         self.engines = engines
         self.model_engines = engines_by_model(config.routes, engines)
         self.media = media
@@ -51,7 +52,7 @@ class ChatService:
         card = find_card(model_id)
         if card is None:
             raise ModelNotFound(model_id)
-        if not self.store.is_activated(key.workspace_id, model_id):
+        if not self.accounts.is_activated(key.workspace_id, model_id):
             raise ModelAccessDenied(
                 f"Model access denied: workspace `{key.workspace_id}` has not activated `{model_id}`. "
                 f"Activate it first (moonserve models activate {model_id} --workspace {key.workspace_id})."
