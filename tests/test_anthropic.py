@@ -228,3 +228,21 @@ def test_system_entries_inside_messages_are_merged_where_the_template_takes_one_
         messages=[{"role": "user", "content": "What is 1+1? 1"}, {"role": "system", "content": "The environment."}])
     # merged into the first system message, the user's question is the prompt's end again
     assert m.content[-1].text == "The answer is 2."
+
+
+def test_every_protocol_is_counted_in_metrics(server):
+    """Requests and time to first token, by protocol, the same way for each (one route skeleton)."""
+    sdk(server).messages.create(model=MODEL, max_tokens=3, thinking={"type": "disabled"},
+                                messages=[{"role": "user", "content": "Hi"}])
+    server.client().chat.completions.create(model=MODEL, max_tokens=3, messages=[{"role": "user", "content": "Hi"}],
+                                            extra_body={"enable_thinking": False})
+    httpx.post(f"{server.url}/v1/responses", headers={"Authorization": f"Bearer {server.key}"},
+               json={"model": MODEL, "input": "Hi", "max_output_tokens": 3, "enable_thinking": False})
+    with pytest.raises(anthropic.NotFoundError):
+        sdk(server).messages.create(model="nope", max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
+    text = httpx.get(f"{server.url}/metrics").text
+    for protocol in ("chat", "anthropic", "responses"):
+        assert f'moonserve_requests_total{{model="{MODEL}",protocol="{protocol}",status="200"}}' in text
+        assert f'moonserve_time_to_first_token_seconds_count{{model="{MODEL}",protocol="{protocol}"}}' in text
+    assert 'moonserve_requests_total{model="-",protocol="anthropic",status="404"}' in text
+    assert "moonserve_database_up 1.0" in text and "moonserve_ledger_journal_pending 0.0" in text

@@ -107,6 +107,50 @@ def test_the_upstreams_refusal_is_a_400_with_its_message(cluster):
     assert e.value.body["code"] == "invalid_parameter_error" and "context" in e.value.body["message"]
 
 
+def test_reasoning_tokens_are_counted_from_the_reasoning(cluster):
+    """llama-server's usage does not count reasoning: Moonserve counts it from the reasoning itself."""
+    server = cluster["server"]
+    r = server.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Count. 5"}],
+                                                extra_body={"enable_thinking": True})
+    u = r.usage
+    assert "step19" in r.choices[0].message.reasoning_content and "word19" in r.choices[0].message.content
+    assert 20 <= u.completion_tokens_details.reasoning_tokens < u.completion_tokens - 19
+    row = next(x for x in records(server) if r.id == f"chatcmpl-{x['request_id']}")
+    assert row["reasoning_tokens"] == u.completion_tokens_details.reasoning_tokens
+
+
+@pytest.mark.parametrize("engine", ["upstream", "embedded"])
+def test_max_tokens_bounds_the_answer_alone_on_every_engine(cluster, scripted_kimi, engine):
+    """max_tokens bounds the answer, max_completion_tokens reasoning and answer: the same on both
+    engines (the upstream is given room, and Moonserve ends the answer itself)."""
+    server = cluster["server"] if engine == "upstream" else scripted_kimi
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "Count. 5"}], extra_body={"enable_thinking": True})
+    r = server.client().chat.completions.create(max_tokens=5, **ask)
+    m = r.choices[0].message
+    assert "step19" in m.reasoning_content and r.choices[0].finish_reason == "length"
+    assert m.content.split() == ["word0", "word1", "word2", "word3", "word4"][:len(m.content.split())]
+    assert 1 <= len(m.content.split()) <= 5
+    # billed as computed: an upstream may have written a token or two more before it was stopped
+    answer_tokens = r.usage.completion_tokens - r.usage.completion_tokens_details.reasoning_tokens
+    assert answer_tokens <= (5 if engine == "embedded" else 8)
+    r = server.client().chat.completions.create(max_completion_tokens=8, **ask)
+    assert r.choices[0].finish_reason == "length" and r.choices[0].message.content == ""
+    assert r.usage.completion_tokens <= 8
+
+
+def test_cache_hits_under_the_cards_minimum_are_billed_as_input(cluster):
+    """llama-server reuses any prefix; under Model Studio's 256 tokens it is no hit, as on the
+    embedded engine."""
+    server = cluster["server"]
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "A short question, asked twice. 1"}])
+    first = server.client().chat.completions.create(**ask)
+    again = server.client().chat.completions.create(**ask)
+    assert again.usage.prompt_tokens < 256 and again.usage.prompt_tokens_details.cached_tokens == 0
+    row = next(x for x in records(server) if again.id == f"chatcmpl-{x['request_id']}")
+    assert row["cached_tokens"] == 0 and row["cost_cached"] == 0
+    assert first.usage.prompt_tokens == again.usage.prompt_tokens
+
+
 def test_a_shared_prefix_stays_on_one_replica(cluster):
     """smg's cache_aware policy keeps each prefix on the replica that holds it: the repeats find it
     cached, and Moonserve reports it."""
@@ -140,6 +184,12 @@ def test_a_killed_replica_is_routed_around_then_all_down_is_a_503(cluster):
     metrics = httpx.get(f"{server.url}/metrics").text
     assert health["failures"] >= 1 and 'moonserve_upstream_failures_total{deployment="cluster"}' in metrics
     assert records(server)[-1]["status"] == 503
+    # smg still answers /models and says its workers are ready (its own checks are slower): the
+    # deployment stays down while none of its workers answers, check after check
+    time.sleep(3)
+    health = httpx.get(f"{server.url}/health").json()["deployments"]["cluster"]
+    assert not health["healthy"] and "worker" in health["last_error"], health
+    assert 'moonserve_deployment_up{deployment="cluster"} 0.0' in httpx.get(f"{server.url}/metrics").text
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,9 @@ def ledger_row(server, completion_id: str) -> dict:
 
 
 def test_vllm_reasoning_comes_back_as_reasoning_content(server):
+    # max_completion_tokens bounds reasoning and answer (max_tokens would bound the answer alone)
     r = server.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "What is 1+1?"}],
-                                                max_tokens=20, extra_body={"enable_thinking": True})
+                                                max_completion_tokens=20, extra_body={"enable_thinking": True})
     m = r.choices[0].message
     assert m.reasoning_content and m.content == "" and r.choices[0].finish_reason == "length"
     assert not hasattr(m, "reasoning") or m.reasoning is None

@@ -23,6 +23,9 @@ class ModelCard:
     thinking_default: bool = True
     temperature_non_thinking: float | None = None
     owned_by: str = "kimi"
+    # The shortest reused prefix that counts as a cache hit (Model Studio: 256 tokens); a shorter one is
+    # billed as input, whichever engine reused it.
+    cache_min_tokens: int = 256
 
     @property
     def thinking_only(self) -> bool:

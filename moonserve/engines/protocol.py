@@ -32,7 +32,9 @@ class Conversation:
 @dataclass
 class ChatOptions:
     thinking: bool = False
-    max_tokens: int | None = None  # bounds the answer
+    # What bounds the output means the same on every engine (an engine that cannot tell its
+    # backend the answer's bound alone ends the answer itself):
+    max_tokens: int | None = None  # bounds the answer (everything after the reasoning: text and tool calls)
     max_completion_tokens: int | None = None  # bounds reasoning + answer
     temperature: float = 1.0
     top_p: float = 1.0

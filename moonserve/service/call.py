@@ -122,6 +122,7 @@ class ChatCall:
                 t = type(d)
                 if t is Finish:
                     self._finishing = True
+                    d = Finish(d.reason, rules.counted_usage(d.usage, self.card))
                     await self._record(200, d.usage)
                     yield d
                     return
@@ -165,7 +166,7 @@ class ChatCall:
         return self._usage() or Usage()
 
     def _usage(self) -> Usage | None:
-        return self._generation.usage() if self._generation is not None else None
+        return rules.counted_usage(self._generation.usage(), self.card) if self._generation is not None else None
 
     async def _record(self, status: int, usage: Usage | None, code: str | None = None) -> None:
         if not self.recorded:

@@ -8,14 +8,14 @@ the HTTP layer reports in the `X-Moonserve-Ignored-Params` header.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..wire import ChatRequest
 from ..catalog import ModelCard
-from ..engines.protocol import ChatOptions
+from ..engines.protocol import ChatOptions, Usage
 from ..errors import InvalidParameter
 from .schemas import check_schema_bounds
 
@@ -256,3 +256,12 @@ def check_media_parts(req: ChatRequest) -> None:
                     raise InvalidParameter(
                         f"{where}: only http(s) URLs are accepted; base64 data URLs are not supported",
                         param=where)
+
+
+def counted_usage(usage: Usage, card: ModelCard | None) -> Usage:
+    """The usage as the card counts it: a cache hit shorter than its minimum is no hit (an upstream
+    reports whatever its engine reused; the embedded engine applies the same minimum itself)."""
+    if card is not None and 0 < usage.cached_tokens < card.cache_min_tokens:
+        return replace(usage, cached_tokens=0)
+    return usage
+

@@ -15,6 +15,7 @@ import httpx
 
 from ...config import DeploymentConfig
 from ..protocol import EngineRejected, EngineThrottled, EngineUnavailable
+from .health import probe
 
 MAX_ERROR_TEXT = 2000
 MAX_LINE = 16 * 1024 * 1024  # one SSE line (a chunk); a tool call's arguments come in many
@@ -50,6 +51,7 @@ def error_for(status: int, body: bytes) -> Exception:
 class UpstreamClient:
     def __init__(self, d: DeploymentConfig):
         self.base_url = d.base_url.rstrip("/")
+        self.flavour = d.flavour
         timeout = httpx.Timeout(d.read_timeout, connect=d.connect_timeout)
         limits = httpx.Limits(max_connections=d.max_concurrency + 8, max_keepalive_connections=d.max_concurrency)
         self.http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=_headers(d))
@@ -118,12 +120,9 @@ class UpstreamClient:
                 raise EngineUnavailable(f"upstream stream error: {_message(data.encode())}")
             yield chunk
 
-    async def healthy(self) -> bool:
-        try:
-            r = await self.http.get(f"{self.base_url}/models", timeout=self.timeout.connect or 5.0)
-            return r.status_code == 200
-        except httpx.HTTPError:
-            return False
+    async def health(self) -> str | None:
+        """None when the upstream can serve, else why not (health.py)."""
+        return await probe(self.http, self.base_url, self.flavour, self.timeout.connect or 5.0)
 
     def models(self) -> list[str]:
         r = httpx.get(f"{self.base_url}/models", headers=self.sync_headers, timeout=self.timeout)

@@ -75,17 +75,15 @@ class UpstreamEngine:
             await self.client.close()
 
     async def _check(self) -> None:
-        ok = await self.client.healthy()
+        problem = await self.client.health()
+        ok = problem is None
         if ok and self.model is None:  # the upstream's only model, learnt once it answers
             models = await asyncio.to_thread(self.client.models)
             self.model = models[0] if len(models) == 1 else None
         if ok != self.healthy:
-            log.info("deployment %s: upstream %s", self.name, "up" if ok else "down")
+            log.info("deployment %s: upstream %s%s", self.name, "up" if ok else "down", "" if ok else f" ({problem})")
         self.healthy = ok
-        if ok:
-            self.last_error = None
-        elif self.last_error is None:
-            self.last_error = "health check failed"
+        self.last_error = problem
 
     async def _watch_health(self) -> None:
         while True:
@@ -155,6 +153,7 @@ class UpstreamGeneration:
         self.cached_tokens = 0
         self.completion_tokens = 0
         self.reasoning_tokens = 0
+        self.reasoning_reported = False  # whether the upstream's usage counts reasoning (vLLM's does)
         self.deltas: AsyncIterator[Delta] = self._run(conversation, options)
 
     def usage(self) -> Usage:
@@ -168,6 +167,7 @@ class UpstreamGeneration:
         reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens")
         if reasoning is not None:
             self.reasoning_tokens = int(reasoning)
+            self.reasoning_reported = True
 
     def _take_timings(self, t: dict) -> None:
         self.cached_tokens = int(t.get("cache_n") or 0)
@@ -188,6 +188,9 @@ class UpstreamGeneration:
         calls: dict[int, int] = {}  # the upstream's tool-call index -> ours
         reasoning_pieces = answer_pieces = 0
         reason = None
+        # max_tokens bounds the answer alone: where the upstream could not be told (reasoning comes
+        # first), the answer ends here after that many pieces (one token each, as engines stream)
+        answer_limit = options.max_tokens if options.thinking and options.max_completion_tokens is None else None
         try:
             async with engine.slot(), engine.client.chat_stream(payload) as chunks:
                 yield Admitted()  # the upstream took it: its refusals came before this
@@ -206,17 +209,23 @@ class UpstreamGeneration:
                             for out in pipeline.feed(delta["content"]):
                                 if type(out) is ReasoningDelta:
                                     reasoning_pieces += 1
-                                elif type(out) is TextDelta:
+                                else:
                                     answer_pieces += 1
                                 yield out
                         for tc in delta.get("tool_calls") or ():
+                            answer_pieces += 1
                             yield self._tool_call(tc, calls, first_index)
                         if choice.get("finish_reason"):
                             reason = FINISH_REASONS.get(choice["finish_reason"], "stop")
-                    # no usage yet (an upstream without running stats): count what came
+                    # no usage yet (an upstream without running stats): count what came; reasoning
+                    # from the reasoning itself where the upstream does not count it (llama-server
+                    # streams one token a chunk)
                     self.completion_tokens = max(self.completion_tokens, reasoning_pieces + answer_pieces)
-                    if not self.reasoning_tokens and reasoning_pieces:
-                        self.reasoning_tokens = reasoning_pieces
+                    if not self.reasoning_reported:
+                        self.reasoning_tokens = min(reasoning_pieces, self.completion_tokens)
+                    if answer_limit is not None and answer_pieces >= answer_limit and reason is None:
+                        reason = "length"  # leaving the stream ends the upstream's generation
+                        break
             for out in pipeline.flush():
                 yield out
         except EngineUnavailable as exc:

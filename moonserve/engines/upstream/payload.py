@@ -43,6 +43,16 @@ def messages_for_upstream(conversation: Conversation) -> list[dict]:
     return out
 
 
+def upstream_limit(options: ChatOptions) -> int | None:
+    """What bounds the upstream's output. `max_completion_tokens` bounds reasoning and answer, as the
+    upstream's `max_tokens` does; `max_tokens` bounds the answer only, which the upstream can bound by
+    itself only when no reasoning comes first: in thinking mode it gets room (the deployment's cap) and
+    Moonserve ends the answer itself (engine.py). The deployment's max_output_tokens caps it all."""
+    if options.max_completion_tokens is not None:
+        return options.max_completion_tokens
+    return None if options.thinking else options.max_tokens
+
+
 def build_payload(d: DeploymentConfig, conversation: Conversation, options: ChatOptions, model: str) -> dict:
     """Blocking (images are encoded here): the engine runs it in a worker thread."""
     payload: dict = {
@@ -64,9 +74,7 @@ def build_payload(d: DeploymentConfig, conversation: Conversation, options: Chat
             payload["chat_template_kwargs"] = {d.thinking_variable: options.thinking}
     else:
         payload["enable_thinking"] = options.thinking
-    # the deployment's max_output_tokens caps whatever the request asks for
-    limit = min((n for n in (options.max_completion_tokens or options.max_tokens, d.max_output_tokens) if n),
-                default=None)
+    limit = min((n for n in (upstream_limit(options), d.max_output_tokens) if n), default=None)
     if limit:
         payload["max_tokens"] = limit
     if options.seed is not None:
