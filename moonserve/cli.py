@@ -10,10 +10,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from .accounts.store import DEFAULT_WORKSPACE, NotFound, Store
 from .catalog import cards
+from .cli_tables import print_table
 from .config import Config, ConfigError, load_config
 
 app = typer.Typer(help="Moonserve: the Model Studio Kimi API, served on your own machines.", no_args_is_help=True)
@@ -122,11 +122,9 @@ def keys_list(
     if as_json:
         _print_json([k.as_json() for k in keys])
         return
-    table = Table("id", "workspace", "region", "key", "created", "last used", "revoked")
-    for k in keys:
-        table.add_row(k.id, k.workspace_id, k.region, k.hint, _short(k.created_at), _short(k.last_used_at),
-                      _short(k.revoked_at))
-    out.print(table)
+    print_table(out, ["id", "workspace", "region", "key", "created", "last used", "revoked"],
+                [[k.id, k.workspace_id, k.region, k.hint, _short(k.created_at), _short(k.last_used_at),
+                  _short(k.revoked_at)] for k in keys])
 
 
 def _users(config: Optional[str]):
@@ -164,10 +162,7 @@ def users_list(config: Optional[str] = ConfigOpt, as_json: bool = JsonOpt):
     if as_json:
         _print_json([{"username": u.username, "role": u.role, "workspace": u.workspace_id} for u in users])
         return
-    table = Table("username", "role", "workspace")
-    for u in users:
-        table.add_row(u.username, u.role, u.workspace_id)
-    out.print(table)
+    print_table(out, ["username", "role", "workspace"], [[u.username, u.role, u.workspace_id or "-"] for u in users])
 
 
 @users_app.command("passwd")
@@ -233,16 +228,17 @@ def models_list(workspace: str = WorkspaceOpt, config: Optional[str] = ConfigOpt
     if as_json:
         _print_json(rows)
         return
-    table = Table("model", "thinking", "deployment", "engine", "sampling", "max output", f"activated ({workspace})")
+    cells = []
     for r in rows:
         sp = r["sampling"]
         temps = f"{sp['temperature_thinking']:g}" + ("" if sp["temperature_non_thinking"] is None or
                                                       sp["temperature_non_thinking"] == sp["temperature_thinking"]
                                                       else f" / {sp['temperature_non_thinking']:g}")
-        table.add_row(r["id"], r["thinking"], r["deployment"], r["engine"],
+        cells.append([r["id"], r["thinking"], r["deployment"], r["engine"],
                       f"T {temps}, top_p {sp['top_p']:g} ({sp['from']})",
-                      str(r["max_output_tokens"] or "context"), "yes" if r["activated"] else "no")
-    out.print(table)
+                      str(r["max_output_tokens"] or "context"), "yes" if r["activated"] else "no"])
+    print_table(out, ["model", "thinking", "deployment", "engine", "sampling", "max output",
+                      f"activated ({workspace})"], cells)
 
 
 def _known_model(model: str) -> str:
@@ -324,11 +320,10 @@ def usage(
     if as_json:
         _print_json({"workspace": workspace, "since": since, "by": by, "data": rows})
         return
-    table = Table(by, "requests", "prompt", "cached", "completion", "reasoning", "cost", "currency")
-    for r in rows:
-        table.add_row(r["group"], str(r["requests"]), str(r["prompt_tokens"]), str(r["cached_tokens"]),
-                      str(r["completion_tokens"]), str(r["reasoning_tokens"]), r["cost_total"], r["currency"])
-    out.print(table)
+    print_table(out, [by, "requests", "prompt", "cached", "completion", "reasoning", "cost", "currency"],
+                [[str(r["group"]), str(r["requests"]), str(r["prompt_tokens"]), str(r["cached_tokens"]),
+                  str(r["completion_tokens"]), str(r["reasoning_tokens"]), r["cost_total"], r["currency"]]
+                 for r in rows])
 
 
 def _short(t) -> str:

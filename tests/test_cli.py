@@ -75,3 +75,21 @@ def test_models_list_shows_the_sampling_and_output_bound_each_call_gets(tmp_path
     assert rows["kimi/kimi-k2.6"]["sampling"] == {"from": "model card", "temperature_thinking": 1.0,
                                                   "temperature_non_thinking": 0.6, "top_p": 0.95}
     assert rows["kimi/kimi-k2.6"]["max_output_tokens"] is None
+
+
+def test_every_table_fits_an_80_column_terminal_with_whole_ids(tmp_path):
+    created = json.loads(run(tmp_path, "keys", "create", "--json").stdout)
+    ids = ["kimi/kimi-k2.7-code-highspeed", "kimi/kimi-k2.7-code", "kimi/kimi-k2.6", "kimi/kimi-k2.5"]
+    for columns, args in ((80, ("models", "list")), (80, ("keys", "list")), (80, ("usage",)),
+                          (60, ("models", "list")), (200, ("models", "list"))):
+        env = {**os.environ, "MOONSERVE_HOME": str(tmp_path), "COLUMNS": str(columns)}
+        env.pop("MOONSERVE_DATABASE_URL", None)
+        text = subprocess.run([sys.executable, "-m", "moonserve", *args], env=env, capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+        assert "…" not in text.replace("sk-…", ""), text  # nothing cut (a key's hint is "sk-…" and its end)
+        assert max(len(line.rstrip()) for line in text.splitlines() or [""]) <= columns, text
+        if args[0] == "models":
+            assert all(i in text.split() for i in ids), text
+            assert ("512" in text) and ("T 0.2, top_p 0.9" in text)
+        elif args[0] == "keys":
+            assert created["id"] in text
