@@ -233,7 +233,9 @@ def test_disconnects_free_capacity(tmp_path):
             cm = httpx.stream("POST", f"{s.base_url}/chat/completions", json=body, timeout=60,
                               headers={"Authorization": f"Bearer {s.key}"})
             lines = cm.__enter__().iter_lines()  # kept: dropping the iterator closes the response
-            next(lines)
+            data = 0
+            while data < 2:  # the role chunk, sent at admission, then the first token's
+                data += next(lines).startswith("data: ")
             streams.append((cm, lines))
         assert health(s)["running"] == 2
         for cm, _ in streams:
