@@ -22,3 +22,6 @@ test: install-test-tools
 
 bench: install-test-tools
 	cd bench && ../.venv/bin/python run_all.py
+
+docs: install-test-tools
+	.venv/bin/mkdocs build --strict

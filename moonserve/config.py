@@ -55,11 +55,11 @@ class DeploymentConfig:
     deterministic: bool = False
     chat_template: str | None = None  # a Jinja file to use instead of the GGUF's own template
     mmproj: str | None = None  # vision projector GGUF (like `model`: path, package: or hf://); enables media
-    # How the model thinks and calls tools (see README, "Deployments: thinking and tools"):
+    # How the model thinks and calls tools (see docs/configuration.md):
     thinking_variable: str = "enable_thinking"  # template variable that switches thinking ("thinking" for Kimi K2.5+)
     reasoning_parser: str = "none"  # "think": the model writes <think>…</think>; "none": it never reasons
     tool_parser: str = "none"  # "kimi_k2", "hermes" (Qwen), or "none" (tools are refused)
-    # What these weights need (see README, "Deployments of other weights"). The Kimi cards' fixed
+    # What these weights need (see docs/configuration.md). The Kimi cards' fixed
     # sampling belongs to the Kimi weights; other weights may declare their own, used instead.
     temperature: float | None = None
     top_p: float | None = None
@@ -72,7 +72,7 @@ class DeploymentConfig:
     guided_thinking_lines: int = 0
     guided_thinking_line_chars: int = 160
     # Upstream engines (engine = "upstream"): an OpenAI-compatible endpoint instead of weights, one
-    # engine or a gateway (smg) in front of replicas. See README, "Upstream engines".
+    # engine or a gateway (smg) in front of replicas. See docs/upstream-engines.md.
     base_url: str | None = None  # e.g. "http://10.0.0.5:8000/v1"
     api_key_env: str | None = None  # the environment variable that holds its API key (never logged)
     upstream_model: str | None = None  # the model name the upstream serves (default: its only one)
