@@ -66,7 +66,8 @@ def test_the_thinking_switch_reaches_vllms_template(server):
 def test_streamed_reasoning_and_usage_only_when_asked(server):
     client = server.client()
     chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                                 max_tokens=10, stream=True, extra_body={"enable_thinking": True}))
+                                                 max_completion_tokens=10, stream=True,
+                                                 extra_body={"enable_thinking": True}))
     assert all(c.usage is None for c in chunks)  # not asked: not sent, though Moonserve asked vLLM for it
     reasoning = "".join(c.choices[0].delta.reasoning_content or "" for c in chunks if c.choices
                         and getattr(c.choices[0].delta, "reasoning_content", None))

@@ -50,7 +50,8 @@ def vision(tmp_path_factory):
     config = (
         '[media]\nallow_hosts = ["127.0.0.1"]\n'
         f'[deployments.vision]\nmodel = "{model}"\nmmproj = "{mmproj}"\n'
-        'context_length = 2048\nmax_sequences = 4\nprefix_cache_min_tokens = 16\n'
+        'context_length = 2048\nmax_sequences = 4\nprefix_cache_min_tokens = 16\ndeterministic = true\n'
+        '[deployments.smollm2]\ndeterministic = true\n'  # (the kernels are one choice per process)
         f'[models."{MODEL}"]\ndeployment = "vision"\n'
     )
     s = start_server(d / "home", config=config)
@@ -108,7 +109,8 @@ def test_several_images_and_frames_lists(vision, media):
 
 
 def test_the_same_image_is_a_cache_hit_and_a_different_one_never(vision, media):
-    text = {"type": "text", "text": "Describe the picture in detail, please."}
+    # a prompt past the 256 tokens from which a reused prefix is a cache hit (Model Studio's minimum)
+    text = {"type": "text", "text": "Describe the picture in detail, please. " + "Look closely at every part. " * 50}
     first, u1 = ask(vision, [text, image(media, "/tiger.png")])
     again, u2 = ask(vision, [text, image(media, "/tiger.png")])
     assert u2["prompt_tokens_details"]["cached_tokens"] == u2["prompt_tokens"] - 1  # all but the last token
