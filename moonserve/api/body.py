@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Callable, TypeVar
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from ..wire import ChatRequest
 from ..workers import offload
 from .errors import validation_error
 
+T = TypeVar("T")
 MAX_DEPTH = 64  # a tool's schema may nest 48 levels (service/schemas.py), inside 4 of the body's
 # A \uD800-\uDFFF escape: only then can a parsed string hold a lone surrogate.
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -53,6 +55,27 @@ async def read_capped_body(request: Request, cap: int, message: str) -> bytes:
 async def read_chat_request(request: Request) -> tuple[ChatRequest, int]:
     raw = await read_json_body(request)
     return await offload(parse_chat_request, raw), len(raw)
+
+
+def translated_reader(request: Request, translate: Callable[[dict], tuple[dict, T]], turns: list[T]):
+    """The call's body reader for a protocol that translates its request into a chat request:
+    `translate(body)` gives the chat request and what else the protocol keeps of the request (its
+    turn). The turn goes to `turns` as soon as it is known, so that a refusal found later, by the
+    chat rules, can be named in the request's own terms."""
+
+    def parse(raw: bytes) -> ChatRequest:
+        chat, turn = translate(parse_json_object(raw))
+        turns.append(turn)
+        try:
+            return ChatRequest.model_validate(chat)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+
+    async def read() -> tuple[ChatRequest, int]:
+        raw = await read_json_body(request)
+        return await offload(parse, raw), len(raw)
+
+    return read
 
 
 def parse_json_object(raw: bytes) -> dict:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ...errors import InvalidParameter, ModelStudioError
+from ...errors import ModelStudioError
 from ...service.call import model_studio_error
 from ...service.signatures import ReasoningSigner
-from ...wire import ChatRequest
-from ...workers import offload
 from ..auth import require_key_or_x_api_key
-from ..body import parse_json, read_json_body
+from ..body import translated_reader
 from ..call_route import Answer, serve_call
-from ..errors import request_id, validation_error
+from ..errors import request_id
 from . import reply
 from .request import Turn, to_chat_body
 
@@ -36,25 +33,8 @@ def error_response(exc: ModelStudioError, rid: str) -> JSONResponse:
 
 
 def read_turn(request: Request, signer: ReasoningSigner, turns: list[Turn], *, counting: bool = False):
-    """The call's body reader: the chat request the Anthropic request means. The turn goes to
-    `turns` as soon as it is known, so that a later refusal can be named in the request's terms."""
-
-    def parse(raw: bytes) -> ChatRequest:
-        body = parse_json(raw)
-        if not isinstance(body, dict):
-            raise InvalidParameter("The request body must be a JSON object", param="body")
-        chat, turn = to_chat_body(body, signer, counting=counting)
-        turns.append(turn)
-        try:
-            return ChatRequest.model_validate(chat)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
-
-    async def read() -> tuple[ChatRequest, int]:
-        raw = await read_json_body(request)
-        return await offload(parse, raw), len(raw)
-
-    return read
+    """The call's body reader: the chat request the Anthropic request means."""
+    return translated_reader(request, lambda body: to_chat_body(body, signer, counting=counting), turns)
 
 
 def _renamed(turns: list[Turn]):

@@ -16,7 +16,6 @@ from itertools import count
 from typing import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ...accounts.store import ApiKey
@@ -24,13 +23,11 @@ from ...accounts.stored_responses import StoredResponses
 from ...errors import InternalError, InvalidParameter, ModelStudioError, NotFound
 from ...service.call import WAITING, ChatCall
 from ...service.signatures import ReasoningSigner
-from ...wire import ChatRequest
-from ...workers import offload
 from ..auth import require_key
-from ..body import parse_json_object, read_json_body
+from ..body import translated_reader
 from ..call_route import KEEPALIVE_SECONDS, Answer, serve_call
 from ..chat_replies import KEEPALIVE
-from ..errors import error_response, request_id, validation_error
+from ..errors import error_response, request_id
 from .output import OutputBuilder, response_object
 from .request import Turn, fail, to_chat_body, with_ids
 
@@ -40,11 +37,10 @@ PREFIXES = ("/api/v2/apps/protocols/compatible-mode/v1", "/v1")
 
 
 def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: list[Turn], signer: ReasoningSigner):
-    """The call's body reader: the chat request that the Responses request means. The turn goes to
-    `turns` as soon as it is known, so that a later refusal can be named in the request's terms."""
+    """The call's body reader: the chat request that the Responses request means (with the stored
+    conversation of its previous_response_id)."""
 
-    def parse(raw: bytes) -> ChatRequest:
-        body = parse_json_object(raw)
+    def translate(body: dict):
         previous = None
         pid = body.get("previous_response_id")
         if pid is not None:
@@ -53,18 +49,9 @@ def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: lis
                 fail("previous_response_id", f"no stored response {pid!r} in this workspace (never stored, "
                                              "deleted, or past its retention)")
             previous = found.conversation
-        chat, turn = to_chat_body(body, previous, signer)
-        turns.append(turn)
-        try:
-            return ChatRequest.model_validate(chat)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+        return to_chat_body(body, previous, signer)
 
-    async def read() -> tuple[ChatRequest, int]:
-        raw = await read_json_body(request)
-        return await offload(parse, raw), len(raw)
-
-    return read
+    return translated_reader(request, translate, turns)
 
 
 class Reply:

@@ -22,7 +22,7 @@ from ...chat.output import OutputPipeline
 from ...config import ConfigError, DeploymentConfig
 from ...workers import offload
 from ..protocol import (Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, EngineRejected, EngineUnavailable, Finish,
-                        ReasoningDelta, TextDelta, ToolCallDelta, Usage)
+                        ReasoningDelta, ToolCallDelta, Usage)
 from .client import UpstreamClient
 from .payload import build_payload
 
