@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -187,8 +188,8 @@ def tiny_disk(tmp_path):
     disk.close()
 
 
-def refused_then_served(node, disk) -> None:
-    client = node.client()
+def refused_then_served(node, disk, key: str | None = None) -> None:
+    client = node.client(key)
     ask = dict(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3,
                extra_body={"enable_thinking": False})
     assert client.chat.completions.create(**ask).choices
@@ -222,11 +223,12 @@ def test_sqlite_on_a_full_disk_refuses_calls_before_computing_them(tiny_disk):
 def test_a_journal_on_a_full_disk_while_postgres_is_away_refuses_calls(cluster, tiny_disk):
     node = start_server(tiny_disk.path / "home", extra_env={"MOONSERVE_DATABASE_URL": cluster.url})
     try:
-        node.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3,
-                                              extra_body={"enable_thinking": False})  # the key, known
+        key = json.loads(node.cli("keys", "create", "--json").stdout)["key"]  # (the first run was another node's)
+        node.client(key).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                                 max_tokens=3, extra_body={"enable_thinking": False})  # now known
         cluster.halt()
         try:
-            refused_then_served(node, tiny_disk)
+            refused_then_served(node, tiny_disk, key)
         finally:
             cluster.resume()
     finally:
