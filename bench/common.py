@@ -20,7 +20,7 @@ import httpx
 import llama_cpp as C
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from moonserve.testing import Server, smollm2_path, start_server  # noqa: E402
+from moonserve.testing.server import Server, smollm2_path, start_server  # noqa: E402
 
 MODEL = "kimi/kimi-k2.6"
 THREADS = os.cpu_count() or 1

@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from moonserve.testing import ROOT, free_port, smollm2_path, start_server  # noqa: E402
-from moonserve.testing_upstream import llama_server_binary, start_llama_server, start_process  # noqa: E402
+from moonserve.testing.server import ROOT, free_port, smollm2_path, start_server  # noqa: E402
+from moonserve.testing.upstream import llama_server_binary, start_llama_server, start_process  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 TOKENS = 128

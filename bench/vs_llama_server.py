@@ -34,8 +34,8 @@ import time
 import httpx
 
 from common import MODEL, long_prompt, serve, stream_url
-from moonserve.testing import smollm2_path
-from moonserve.testing_upstream import llama_server_binary, start_llama_server
+from moonserve.testing.server import smollm2_path
+from moonserve.testing.upstream import llama_server_binary, start_llama_server
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]

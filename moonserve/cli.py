@@ -58,7 +58,7 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="Log every HTTP request."),
 ):
     """Start the HTTP server. The first run creates the default workspace and prints an API key."""
-    from .api.app import create_app
+    from .app import create_app
     from .api.server import run
     from .service.bootstrap import FirstRun
 

@@ -16,9 +16,29 @@ from pathlib import Path
 
 import platformdirs
 
-from .accounts.limits import Limits, LimitsConfig
 
 DEFAULT_REGION = "cn-beijing"
+
+
+@dataclass
+class Limits:
+    rpm: int = 0  # 0: no limit
+    tpm: int = 0
+
+
+@dataclass
+class LimitsConfig:
+    key: Limits = field(default_factory=Limits)  # every key
+    workspace: Limits = field(default_factory=Limits)  # every workspace
+    workspaces: dict[str, Limits] = field(default_factory=dict)  # per-workspace overrides
+
+    def for_workspace(self, workspace_id: str) -> Limits:
+        return self.workspaces.get(workspace_id, self.workspace)
+
+    @property
+    def any(self) -> bool:
+        return any(l.rpm or l.tpm for l in (self.key, self.workspace, *self.workspaces.values()))
+
 
 
 class ConfigError(Exception):

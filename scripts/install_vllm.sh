@@ -20,7 +20,7 @@ fi
 .venv-vllm/bin/python -c "import gguf, accelerate" >/dev/null 2>&1 || .venv-vllm/bin/python -m pip install -q "gguf>=0.10" accelerate
 out="${XDG_CACHE_HOME:-$HOME/.cache}/moonserve/converted/smollm2-135m-instruct"
 if [ ! -f "$out/model.safetensors" ]; then
-  gguf=$(.venv/bin/python -c "from moonserve.testing import smollm2_path; print(smollm2_path())")
+  gguf=$(.venv/bin/python -c "from moonserve.testing.server import smollm2_path; print(smollm2_path())")
   .venv-vllm/bin/python scripts/convert_gguf.py "$gguf" "$out"
 fi
 echo "$out"

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from moonserve.testing import Server, start_server
+from moonserve.testing.server import Server, start_server
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +54,7 @@ def scripted_kimi(tmp_path_factory) -> Server:
 @pytest.fixture(scope="session")
 def pg_cluster():
     """A throwaway PostgreSQL cluster, started by the tests themselves."""
-    from moonserve import testing_pg
+    from moonserve.testing import postgres as testing_pg
 
     if not testing_pg.available():
         pytest.fail("PostgreSQL binaries (initdb, pg_ctl, postgres) are needed: apt-get install postgresql")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from moonserve.testing import ROOT
+from moonserve.testing.server import ROOT
 
 RECIPES = ROOT / "examples" / "agents"
 AGENTS_PYTHON = ROOT / ".venv-agents" / "bin" / "python"

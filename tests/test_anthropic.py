@@ -207,7 +207,7 @@ def test_a_context_overflow_is_worded_as_anthropic_clients_recognise(server):
 @pytest.fixture(scope="module")
 def strict_system(tmp_path_factory):
     """The scripted model with a template that takes a system message only first, as some do."""
-    from moonserve.testing import start_server
+    from moonserve.testing.server import start_server
     from scripted_model import TEMPLATE, write_scripted_model
 
     d = tmp_path_factory.mktemp("strict_system")

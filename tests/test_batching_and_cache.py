@@ -18,7 +18,7 @@ import pytest
 from llama_cpp import Llama
 
 from conftest import wait_idle
-from moonserve.testing import smollm2_path, start_server
+from moonserve.testing.server import smollm2_path, start_server
 
 MODEL = "kimi/kimi-k2.6"
 DETERMINISTIC = "[deployments.smollm2]\ndeterministic = true\n"

@@ -15,7 +15,7 @@ import pytest
 from conftest import wait_idle
 from moonserve.accounts.ledger import Ledger
 from moonserve.accounts.store import Store
-from moonserve.testing import start_server
+from moonserve.testing.server import start_server
 
 MODEL = "kimi/kimi-k2.6"
 LONG = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story."}],

@@ -12,7 +12,7 @@ import pytest
 from llama_cpp import Llama
 
 from conftest import wait_idle
-from moonserve.testing import smollm2_path
+from moonserve.testing.server import smollm2_path
 
 MODEL = "kimi/kimi-k2.6"
 SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"

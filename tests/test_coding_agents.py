@@ -26,7 +26,7 @@ import pytest
 
 from moonserve.accounts.ledger import Ledger
 from moonserve.accounts.store import Store
-from moonserve.testing import ROOT, smollm2_path, start_server
+from moonserve.testing.server import ROOT, smollm2_path, start_server
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted_agents import AGAIN, ANSWER, CONTEXT, READERS, write_agents_model  # noqa: E402

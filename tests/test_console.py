@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from moonserve.testing import start_server
+from moonserve.testing.server import start_server
 
 MODEL = "kimi/kimi-k2.6"
 ARTIFACTS = Path(__file__).parent / "artifacts" / "console"

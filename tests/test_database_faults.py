@@ -22,9 +22,9 @@ import openai
 import pytest
 from sqlalchemy import create_engine, select
 
-from moonserve import testing_pg
+from moonserve.testing import postgres as testing_pg
 from moonserve.accounts.schema import usage_records
-from moonserve.testing import start_server
+from moonserve.testing.server import start_server
 
 MODEL = "kimi/kimi-k2.6"
 OUTAGE_SECONDS = 20

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from moonserve.testing import ROOT
+from moonserve.testing.server import ROOT
 
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 BLOCK = re.compile(r"(?:<!-- test: (?P<mark>[^\n]*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from moonserve.testing import smollm2_path, start_server
+from moonserve.testing.server import smollm2_path, start_server
 
 
 def test_first_run_prints_a_key_once_and_it_keeps_working(tmp_path):

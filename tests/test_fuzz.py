@@ -18,7 +18,7 @@ import pytest
 
 from moonserve.accounts.ledger import Ledger
 from moonserve.accounts.store import Store
-from moonserve.testing import start_server
+from moonserve.testing.server import start_server
 
 MODEL = "kimi/kimi-k2.6"
 

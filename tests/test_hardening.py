@@ -15,7 +15,7 @@ import httpx
 import jsonschema
 import pytest
 
-from moonserve.testing import start_server
+from moonserve.testing.server import start_server
 
 MODEL = "kimi/kimi-k2.6"
 

@@ -46,7 +46,7 @@ def _kernel_collapses() -> bool:
                     reason="needs Linux 6.1+ with transparent huge pages not turned off")
 def test_a_loaded_models_weights_are_in_huge_pages():
     from moonserve.engines.embedded.llama import Model
-    from moonserve.testing import smollm2_path
+    from moonserve.testing.server import smollm2_path
 
     before = _anon_huge_kib()
     model = Model(str(smollm2_path()))

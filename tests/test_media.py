@@ -24,7 +24,7 @@ from moonserve.media.formats import sniff
 from moonserve.media.images import decode_image
 from moonserve.media.video import sample_frames
 from moonserve.service.media import MediaLoader
-from moonserve.wire import ChatRequest
+from moonserve.service.request import ChatRequest
 
 
 @pytest.fixture(scope="module")

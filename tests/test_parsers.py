@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from moonserve.chat.output import OutputPipeline
+from moonserve.formats.output import OutputPipeline
 from moonserve.engines.protocol import ReasoningDelta, TextDelta, ToolCallDelta
 
 MARKER_BITS = ("<think", "think>", "<|tool", "_begin|>", "_end|>", "<tool_call", "tool_call>", "<|", "|>")

@@ -12,7 +12,7 @@ from moonserve.accounts.ledger import Ledger, parse_since
 from moonserve.accounts.limits import Limits, LimitsConfig, RateLimiter
 from moonserve.accounts.store import Store
 from moonserve.errors import RateQuota
-from moonserve.testing import early_in_a_minute
+from moonserve.testing.server import early_in_a_minute
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from llama_cpp import Llama
 
-from moonserve.testing import smollm2_path
-from moonserve.chat.text_stream import StopMatcher, Utf8Stream
+from moonserve.testing.server import smollm2_path
+from moonserve.formats.text_stream import StopMatcher, Utf8Stream
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import jsonschema
 import openai
 import pytest
 
-from moonserve.testing import start_server
+from moonserve.testing.server import start_server
 from scripted_model import TEMPLATE_PREFILL, write_scripted_model
 
 WEATHER_TOOL = {

@@ -20,8 +20,8 @@ import pytest
 
 from moonserve.accounts.ledger import Ledger
 from moonserve.accounts.store import Store
-from moonserve.testing import start_server
-from moonserve.testing_upstream import llama_server_binary, start_llama_server, start_smg
+from moonserve.testing.server import start_server
+from moonserve.testing.upstream import llama_server_binary, start_llama_server, start_smg
 
 MODEL = "kimi/kimi-k2.6"
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather of a city",
@@ -196,7 +196,7 @@ def test_a_killed_replica_is_routed_around_then_all_down_is_a_503(cluster):
 def smollm2_upstream(tmp_path_factory):
     """SmolLM2 on one llama-server (its own template) behind smg: the guide's examples, and a replica
     that dies in the middle of a stream."""
-    from moonserve.testing import smollm2_path
+    from moonserve.testing.server import smollm2_path
 
     d = tmp_path_factory.mktemp("upstream_smollm2")
     replica = start_llama_server(llama_server_binary(), smollm2_path(), d, name="smollm2", slots=2, threads=1)
@@ -226,7 +226,7 @@ def test_several_deployments_per_model_fail_over_in_order(smollm2_upstream, tmp_
     to local; a second one at the same time finds it full and moves on to the overflow."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from moonserve.testing import free_port
+    from moonserve.testing.server import free_port
 
     gateway, replica = smollm2_upstream["gateway"], smollm2_upstream["replica"]
     config = (f'[deployments.dead]\nengine = "upstream"\nbase_url = "http://ops:hunter2@127.0.0.1:{free_port()}/v1"\n'
@@ -307,8 +307,8 @@ def test_media_are_fetched_and_checked_by_moonserve_and_sent_as_data(tmp_path):
     same SSRF guard, caps and format checks as the embedded engine's."""
     from media_server import start_media_server
 
-    from moonserve.testing import smollm2_path
-    from moonserve.testing_vision import TOKENS_PER_IMAGE, write_tiny_mmproj
+    from moonserve.testing.server import smollm2_path
+    from moonserve.testing.vision import TOKENS_PER_IMAGE, write_tiny_mmproj
 
     mmproj = write_tiny_mmproj(tmp_path / "mm.gguf")
     replica = start_llama_server(llama_server_binary(), smollm2_path(), tmp_path, name="vision", slots=2, threads=1,

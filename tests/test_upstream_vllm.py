@@ -15,8 +15,8 @@ import pytest
 
 from moonserve.accounts.ledger import Ledger
 from moonserve.accounts.store import Store
-from moonserve.testing import start_server
-from moonserve.testing_upstream import vllm_python, start_vllm
+from moonserve.testing.server import start_server
+from moonserve.testing.upstream import vllm_python, start_vllm
 
 MODEL = "kimi/kimi-k2.6"
 CONVERTED = Path.home() / ".cache" / "moonserve" / "converted" / "smollm2-135m-instruct"

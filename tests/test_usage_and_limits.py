@@ -15,7 +15,7 @@ import pytest
 from conftest import wait_idle
 from moonserve.accounts.ledger import Ledger
 from moonserve.accounts.store import Store
-from moonserve.testing import early_in_a_minute, start_server
+from moonserve.testing.server import early_in_a_minute, start_server
 
 MODEL = "kimi/kimi-k2.6"
 LONG = "You are a careful assistant. " + " ".join(f"Rule {i}: be precise about topic {i}." for i in range(60))

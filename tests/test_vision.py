@@ -1,5 +1,5 @@
 """Images and videos into the model through llama.cpp's mtmd, with the tiny projector of
-`moonserve/testing_vision.py` beside SmolLM2 (no vision model can be downloaded here: the projector
+`moonserve/testing/vision.py` beside SmolLM2 (no vision model can be downloaded here: the projector
 is random, so answers mean nothing, but every step is the real one: fetch, decode, encode with the
 vision tower, decode the embeddings into the sequence at the template's position, count, cache)."""
 
@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from media_server import start_media_server
-from moonserve.testing import smollm2_path, start_server
-from moonserve.testing_vision import TOKENS_PER_IMAGE, write_tiny_mmproj
+from moonserve.testing.server import smollm2_path, start_server
+from moonserve.testing.vision import TOKENS_PER_IMAGE, write_tiny_mmproj
 
 HERE = Path(__file__).parent
 MODEL = "kimi/kimi-k2.6"
@@ -106,6 +106,34 @@ def test_several_images_and_frames_lists(vision, media):
     d = usage["prompt_tokens_details"]
     check(d["image_tokens"], 2)
     check(d["video_tokens"], 2)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_image_and_a_video_by_url_through_the_dashscope_sdk(vision, media, streamed):
+    from dashscope import MultiModalConversation
+
+    messages = [{"role": "user", "content": [{"image": f"{media}/tiger.png"},
+                                             {"video": [f"{media}/img.jpg", f"{media}/img.webp"]},
+                                             {"text": "What is in the picture?"}]}]
+    kw = dict(model=MODEL, api_key=vision.key, base_address=f"{vision.url}/api/v1", messages=messages,
+              max_tokens=8, enable_thinking=False)
+    if streamed:
+        events = list(MultiModalConversation.call(stream=True, incremental_output=True, **kw))
+        assert all(e.status_code == 200 for e in events), events[-1]
+        text = "".join(part["text"] for e in events for part in e.output.choices[0].message.content)
+        r = events[-1]
+    else:
+        r = MultiModalConversation.call(**kw)
+        assert r.status_code == 200, r.message
+        text = r.output.choices[0].message.content[0]["text"]
+    assert text and r.output.choices[0].finish_reason in ("stop", "length")
+    check(r.usage.input_tokens_details["image_tokens"], 1)
+    check(r.usage.input_tokens_details["video_tokens"], 2)
+    # a download that fails is DashScope's own error
+    messages[0]["content"][0] = {"image": f"{media}/missing.png"}
+    refused = MultiModalConversation.call(**kw)
+    assert refused.status_code == 400 and refused.code == "BadRequest.InputDownloadFailed"
+    assert "input.messages[0].content[0]" in refused.message
 
 
 def test_the_same_image_is_a_cache_hit_and_a_different_one_never(vision, media):

@@ -10,35 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from ..config import Limits, LimitsConfig  # noqa: F401 (the settings it enforces)
 from ..errors import RateQuota
 from .schema import rate_windows
-
-
-@dataclass
-class Limits:
-    rpm: int = 0  # 0: no limit
-    tpm: int = 0
-
-
-@dataclass
-class LimitsConfig:
-    key: Limits = field(default_factory=Limits)  # every key
-    workspace: Limits = field(default_factory=Limits)  # every workspace
-    workspaces: dict[str, Limits] = field(default_factory=dict)  # per-workspace overrides
-
-    def for_workspace(self, workspace_id: str) -> Limits:
-        return self.workspaces.get(workspace_id, self.workspace)
-
-    @property
-    def any(self) -> bool:
-        return any(l.rpm or l.tpm for l in (self.key, self.workspace, *self.workspaces.values()))
 
 
 class RateLimiter:

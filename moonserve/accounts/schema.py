@@ -46,7 +46,7 @@ usage_records = Table(
     Column("status", Integer, nullable=False),  # HTTP status; 499: the client went away mid-reply
     Column("error_code", String(64)),
     Column("stream", Boolean, nullable=False),
-    # how the call came: "chat" (Chat Completions), "anthropic" (Messages) or "responses" (OpenAI Responses)
+    # how the call came: "chat" (Chat Completions), "anthropic" (Messages) or "responses" (OpenAI Responses) or "dashscope" (the native API)
     Column("protocol", String(16), nullable=False, server_default="chat"),
     Column("prompt_tokens", Integer, nullable=False),
     Column("cached_tokens", Integer, nullable=False),

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import PlainTextResponse
 
 from ..errors import ClientClosedRequest
-from ..service.call import ChatCall
+from ..service.call import Call
 
 T = TypeVar("T")
 
@@ -19,7 +19,7 @@ async def _until_disconnect(request: Request) -> None:
         pass
 
 
-async def unless_client_leaves(request: Request, call: ChatCall, reply: Awaitable[T]) -> T | PlainTextResponse:
+async def unless_client_leaves(request: Request, call: Call, reply: Awaitable[T]) -> T | PlainTextResponse:
     """`reply`'s result; if the client goes away first, the call ends (recorded as 499) and the
     result is an empty 499 that nobody reads."""
     watch = asyncio.ensure_future(_until_disconnect(request))

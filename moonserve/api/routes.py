@@ -1,4 +1,4 @@
-"""Routes: parse, call the service, shape the reply. Nothing else lives here."""
+"""The routes beside the protocols: the models a key may call, its usage, /health and /metrics."""
 
 from __future__ import annotations
 
@@ -11,30 +11,10 @@ from ..accounts.ledger import GROUPS, parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
 from ..errors import InvalidParameter
-from ..wire import ChatRequest
-from . import chat_replies
 from .auth import require_key
-from .body import read_chat_request
-from .call_route import Answer, serve_call
-from .errors import error_response, request_id
 
 router = APIRouter()
 PREFIXES = ("/compatible-mode/v1", "/v1")
-
-# The chat call's body in the OpenAPI document (the route reads and validates it itself, off the
-# event loop, so FastAPI cannot derive it). Its models go to components/schemas (see app.py).
-_chat_schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-OPENAPI_SCHEMAS: dict = _chat_schema.pop("$defs", {})
-OPENAPI_SCHEMAS["ChatRequest"] = _chat_schema
-CHAT_OPENAPI = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/ChatRequest"}}}}}
-
-
-async def chat_completions(request: Request, key: ApiKey = Depends(require_key)):
-    call = request.app.state.service.call(key, request_id(request))
-    return await serve_call(request, call, lambda: read_chat_request(request), Answer(
-        "chat", lambda exc: error_response(request, exc), lambda: chat_replies.stream(call),
-        lambda: chat_replies.collect(call)))
 
 
 async def list_models(request: Request, key: ApiKey = Depends(require_key)):
@@ -66,7 +46,6 @@ async def usage_report(request: Request, since: str | None = None, by: str = "mo
 
 
 for prefix in PREFIXES:
-    router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"], openapi_extra=CHAT_OPENAPI)
     router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
     router.add_api_route(f"{prefix}/usage", usage_report, methods=["GET"])
 

@@ -2,7 +2,7 @@
 shutdown that drains the calls in flight before uvicorn's own.
 
 On the first SIGTERM (or Ctrl-C) the server stops admitting calls (503), lets running calls finish
-for `server.shutdown_grace_seconds`, ends the rest with a 503 error event (see service/calls.py),
+for `server.shutdown_grace_seconds`, ends the rest with a 503 error event (see service/in_flight.py),
 and only then lets uvicorn close its connections and stop. A second signal skips the wait.
 """
 

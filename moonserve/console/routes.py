@@ -27,10 +27,10 @@ from ..accounts.ledger import parse_since
 from ..accounts.store import ApiKey
 from ..catalog import cards
 from ..errors import InvalidParameter, ModelStudioError, RequestTooLarge
-from ..wire import ChatRequest
+from ..service.request import ChatRequest
 from ..workers import offload
-from ..api import chat_replies
-from ..api.body import parse_json, read_capped_body, read_json_body
+from ..protocols.chat import reply as chat_replies
+from ..protocols.body import parse_json, read_capped_body, read_json_body
 from ..api.errors import request_id, validation_error
 from .charts import bar_chart
 

@@ -24,14 +24,18 @@ class FailoverEngine:
 
     @property
     def accepts_media(self) -> bool:
-        return all(getattr(e, "accepts_media", False) for e in self.engines)
+        return all(e.accepts_media for e in self.engines)
 
     @property
     def supports_tools(self) -> bool:
-        return all(getattr(e, "supports_tools", False) for e in self.engines)
+        return all(e.supports_tools for e in self.engines)
+
+    @property
+    def healthy(self) -> bool:
+        return any(e.healthy for e in self.engines)
 
     def in_order(self) -> list[Engine]:
-        healthy = [e for e in self.engines if getattr(e, "healthy", True)]
+        healthy = [e for e in self.engines if e.healthy]
         return healthy + [e for e in self.engines if e not in healthy]
 
     def chat(self, conversation: Conversation, options: ChatOptions) -> "FailoverGeneration":

@@ -7,9 +7,12 @@ The service layer decides policy (the model card's rules) and hands an engine a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol
+from typing import TYPE_CHECKING, AsyncIterator, Protocol
 
-from ..chat.deltas import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage  # noqa: F401 (the protocol's types)
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+from ..formats.deltas import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage  # noqa: F401 (the protocol's types)
 
 
 @dataclass(slots=True)
@@ -23,10 +26,20 @@ class Admitted:
 
 
 @dataclass
+class MediaItem:
+    """An image or a video of the conversation, fetched and decoded (by service/media.py)."""
+
+    message: int  # index of the message it belongs to
+    part: int  # index of the part in that message's content
+    kind: str  # "image" | "video"
+    frames: list["Image"]  # one for an image
+
+
+@dataclass
 class Conversation:
     messages: list[dict]  # OpenAI-shaped messages, validated by the service layer
     tools: list[dict] | None = None
-    media: list = field(default_factory=list)  # fetched and decoded images/videos (service.media.MediaItem)
+    media: list[MediaItem] = field(default_factory=list)  # given only to an engine that `accepts_media`
 
 
 @dataclass
@@ -61,7 +74,12 @@ class Generation(Protocol):
 
 
 class Engine(Protocol):
+    """Every engine declares what it can take; the service refuses the rest before calling it."""
+
     name: str
+    accepts_media: bool  # images and videos (a vision projector, or an upstream that takes them)
+    supports_tools: bool  # a tool-call parser for its model's output
+    healthy: bool  # whether it answers now (failover tries healthy deployments first)
 
     async def start(self) -> None:
         """Load weights / connect; raise on failure. Called once before serving."""

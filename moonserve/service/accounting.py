@@ -1,6 +1,6 @@
 """Per authenticated call: rate limits before it, its ledger record after it.
 
-`call.ChatCall` calls `admit` first and `record` exactly once, however the call ends.
+`call.Call` calls `admit` first and `record` exactly once, however the call ends.
 
 When the accounts database cannot take a record, the record goes to the node's journal (fsync'd,
 accounts/journal.py) and `watch` delivers it once the database answers again, also after a restart
@@ -16,7 +16,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from ..accounts.availability import DatabaseState, is_database_fault
 from ..accounts.journal import JournalUnwritable, LedgerJournal, has_room
@@ -29,8 +29,17 @@ from ..engines.protocol import Usage
 from ..errors import ModelUnavailable
 from .billing import Cost, cost_of, price_of, to_nanos
 
-if TYPE_CHECKING:
-    from .call import ChatCall
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What a call's ledger record says about the call besides its usage."""
+
+    request_id: str
+    key: ApiKey
+    model: str
+    stream: bool
+    protocol: str
+    started: float  # time.monotonic() at its start
 
 log = logging.getLogger("moonserve.ledger")
 
@@ -120,7 +129,7 @@ class Accounting:
             return None
         return cost_of(usage, price_of(card, self.config.prices, self.config.billing.currency))
 
-    def record(self, call: "ChatCall", status: int, usage: Usage | None = None, error_code: str | None = None) -> None:
+    def record(self, call: CallFacts, status: int, usage: Usage | None = None, error_code: str | None = None) -> None:
         """Write the call's record."""
         usage = usage or Usage()
         self.limiter.add_tokens(call.key.id, call.key.workspace_id, usage.total_tokens)

@@ -18,41 +18,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 from ..accounts.availability import DatabaseUnavailable, is_database_fault
 from ..accounts.store import ApiKey
 from ..catalog import ModelCard
-from ..chat.template import TemplateRenderError
+from ..formats.template import TemplateRenderError
 from ..engines.protocol import (Admitted, Delta, EngineOverloaded, EngineRejected, EngineThrottled, EngineUnavailable, Finish,
                                 Generation, PromptTooLong, ReasoningDelta, UnsupportedResponseFormat, Usage)
 from ..errors import (ClientClosedRequest, ContextLengthExceeded, InternalError, InvalidParameter, ModelStudioError, ModelUnavailable,
                       Throttling)
-from ..wire import ChatRequest
+from .request import ChatRequest
 from ..workers import offload
 from . import rules
-
-if TYPE_CHECKING:
-    from .chat import ChatService
+from .accounting import Accounting, CallFacts
+from .in_flight import InFlight
 
 log = logging.getLogger("moonserve.service")
 
 BodyReader = Callable[[], Awaitable[tuple[ChatRequest, int]]]
 
 
+class CallSteps(Protocol):
+    """What a call needs of the service that every call shares (service.py's `Service`)."""
+
+    calls: InFlight
+    accounting: Accounting
+
+    def authorize_model(self, key: ApiKey, model_id: str) -> ModelCard: ...
+
+    async def generate(self, req: ChatRequest, card: ModelCard, decision: rules.Decision,
+                       request_bytes: int = 0) -> Generation: ...
+
+
 class Waiting:
-    """What `ChatCall.deltas(heartbeat=...)` yields while the model is silent: no output yet."""
+    """What `Call.deltas(heartbeat=...)` yields while the model is silent: no output yet."""
 
 
 WAITING = Waiting()
 
 
-class ChatCall:
-    def __init__(self, service: "ChatService", key: ApiKey, request_id: str, protocol: str = "chat"):
+class Call:
+    def __init__(self, service: CallSteps, key: ApiKey, request_id: str, protocol: str = "chat"):
         self.service = service
         self.key = key
         self.request_id = request_id
-        self.protocol = protocol  # the wire format it came by: "chat", "anthropic" or "responses"
+        self.protocol = protocol  # the wire format it came by: "chat", "anthropic", "responses" or "dashscope"
         self.model = "-"
         self.stream = False
         self.include_usage = False
@@ -172,14 +183,17 @@ class ChatCall:
         if not self.recorded:
             self.recorded = True
             self.service.calls.close(self)
-            await asyncio.to_thread(self.service.accounting.record, self, status, usage, code)
+            await asyncio.to_thread(self.service.accounting.record, self.facts(), status, usage, code)
+
+    def facts(self) -> CallFacts:
+        return CallFacts(self.request_id, self.key, self.model, self.stream, self.protocol, self.started)
 
     def _record_now(self, status: int, code: str | None) -> None:
         """Synchronous: usable while the task is being cancelled, where an await would be cut short."""
         if not self.recorded:
             self.recorded = True
             self.service.calls.close(self)
-            self.service.accounting.record(self, status, self._usage(), code)
+            self.service.accounting.record(self.facts(), status, self._usage(), code)
 
 
 def model_studio_error(exc: BaseException, request_id: str) -> ModelStudioError:

@@ -6,27 +6,19 @@ The whole request (its JSON text plus every fetched file) may not exceed 100 MB.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from PIL import Image
 
+from ..engines.protocol import MediaItem
 from ..errors import InputDownloadFailed, InvalidParameter, RequestTooLarge, UnsupportedFileFormat
 from ..media.fetch import Fetcher, FetchRefused, FetchTooLarge
 from ..media.formats import sniff
 from ..media.images import ImageRejected, decode_image
 from ..media.video import DEFAULT_FPS, VideoRejected, sample_frames
-from ..wire import ChatRequest
+from .request import ChatRequest
 from ..workers import offload
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
-
-
-@dataclass
-class MediaItem:
-    message: int  # index of the message it belongs to
-    part: int  # index of the part in that message's content
-    kind: str  # "image" | "video"
-    frames: list[Image.Image]  # one for an image
 
 
 class MediaLoader:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from ..wire import ChatRequest
+from .request import ChatRequest
 from ..catalog import ModelCard
 from ..engines.protocol import ChatOptions, Usage
 from ..errors import InvalidParameter

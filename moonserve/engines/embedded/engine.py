@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import AsyncIterator
 
-from ...chat.template import ChatTemplate
+from ...formats.template import ChatTemplate
 from ...config import DeploymentConfig
 from ...workers import offload
 from ..protocol import Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, Finish, Usage
@@ -33,6 +33,8 @@ MAX_WAITING_PER_SLOT = 8
 
 
 class EmbeddedEngine:
+    healthy = True  # in-process: it answers while the server does
+
     def __init__(self, deployment: DeploymentConfig, models_dir: Path):
         self.name = deployment.name
         self.deployment = deployment

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ...chat.template import ChatTemplate, TemplateRenderError, with_one_system_message
+from ...formats.template import ChatTemplate, TemplateRenderError, with_one_system_message
 from ...config import DeploymentConfig
 from ..protocol import ChatOptions, Conversation, PromptTooLong, UnsupportedResponseFormat
 from . import grammars

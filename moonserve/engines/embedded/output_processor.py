@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ...chat.output import OutputPipeline
-from ...chat.text_stream import StopMatcher, Utf8Stream
+from ...formats.output import OutputPipeline
+from ...formats.text_stream import StopMatcher, Utf8Stream
 from ..protocol import Delta
 
 

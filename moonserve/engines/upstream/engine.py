@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from ...chat.output import OutputPipeline
+from ...formats.output import OutputPipeline
 from ...config import ConfigError, DeploymentConfig
 from ...workers import offload
 from ..protocol import (Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, EngineRejected, EngineUnavailable, Finish,

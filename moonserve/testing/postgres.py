@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .testing import free_port
+from .server import free_port
 
 
 def _as_cluster_user(cmd: list[str]) -> list[str]:

@@ -10,10 +10,11 @@ import time
 from contextlib import aclosing
 from typing import AsyncIterator, Callable
 
-from ..engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from ..errors import ModelStudioError
-from ..service.call import WAITING, ChatCall
-from .call_route import KEEPALIVE_SECONDS
+from ...engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from ...errors import ModelStudioError
+from ...service.call import WAITING, Call
+from ..accumulated import accumulate
+from ..skeleton import KEEPALIVE_SECONDS
 
 
 def usage_body(u: Usage) -> dict:
@@ -34,54 +35,22 @@ def usage_body(u: Usage) -> dict:
     }
 
 
-class ToolCallAssembler:
-    """Collects streamed tool-call pieces into complete `tool_calls` entries."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict] = []
-
-    def add(self, d: ToolCallDelta) -> None:
-        while len(self.calls) <= d.index:
-            self.calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        call = self.calls[d.index]
-        if d.id is not None:
-            call["id"] = d.id
-        if d.name is not None:
-            call["function"]["name"] = d.name
-        call["function"]["arguments"] += d.arguments
-
-
-async def collect(call: ChatCall) -> dict:
+async def collect(call: Call) -> dict:
     """The whole non-stream reply."""
-    content: list[str] = []
-    reasoning: list[str] = []
-    tools = ToolCallAssembler()
-    finish: Finish | None = None
-    async with aclosing(call.deltas()) as deltas:
-        async for d in deltas:
-            t = type(d)
-            if t is TextDelta:
-                content.append(d.text)
-            elif t is ReasoningDelta:
-                reasoning.append(d.text)
-            elif t is ToolCallDelta:
-                tools.add(d)
-            elif t is Finish:
-                finish = d
-    assert finish is not None, "engine stream ended without Finish"
-    message: dict = {"role": "assistant", "content": "".join(content)}
+    answer = await accumulate(call)
+    message: dict = {"role": "assistant", "content": answer.text}
     if call.thinking:  # even when empty: a client that sends the message back is never refused
-        message["reasoning_content"] = "".join(reasoning)
-    if tools.calls:
-        message["tool_calls"] = tools.calls
+        message["reasoning_content"] = answer.reasoning
+    if answer.tool_calls:
+        message["tool_calls"] = answer.tool_calls
     return {
         "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": call.model,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish.reason, "logprobs": None}],
-        "usage": usage_body(finish.usage),
+        "choices": [{"index": 0, "message": message, "finish_reason": answer.finish.reason, "logprobs": None}],
+        "usage": usage_body(answer.finish.usage),
     }
 
 
@@ -101,7 +70,7 @@ def _text_chunk(chunk) -> Callable[[str], bytes]:
     return lambda text: before + dumps(text).encode() + after
 
 
-async def stream(call: ChatCall) -> AsyncIterator[bytes]:
+async def stream(call: Call) -> AsyncIterator[bytes]:
     """SSE: a role chunk, delta chunks, a finish chunk, the usage chunk if asked, then [DONE].
     An error after the first byte (the call has recorded it) is sent as `data: {"error": ...}` and
     ends the stream."""

@@ -16,9 +16,9 @@ from typing import AsyncIterator
 
 from ...engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ...errors import ModelStudioError
-from ...service.call import WAITING, ChatCall
+from ...service.call import WAITING, Call
 from ...service.signatures import ReasoningSigner
-from ..call_route import KEEPALIVE_SECONDS
+from ..skeleton import KEEPALIVE_SECONDS
 from .request import Turn
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -93,7 +93,7 @@ class Blocks:
                 events.append(self._delta({"type": "input_json_delta", "partial_json": d.arguments}))
         return events
 
-    def message(self, call: ChatCall) -> dict:
+    def message(self, call: Call) -> dict:
         """The whole reply, once fed its `Finish`."""
         return {**start_message(call), "content": self.content,
                 "stop_reason": STOP_REASONS.get(self.finish.reason, "end_turn"), "usage": usage_body(self.finish.usage)}
@@ -142,13 +142,13 @@ class Blocks:
         return events
 
 
-def start_message(call: ChatCall) -> dict:
+def start_message(call: Call) -> dict:
     return {"id": message_id(call.request_id), "type": "message", "role": "assistant", "model": call.model,
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {**usage_body(call.usage_so_far()), "output_tokens": 0}}
 
 
-async def collect(call: ChatCall, signer: ReasoningSigner, turn: Turn) -> dict:
+async def collect(call: Call, signer: ReasoningSigner, turn: Turn) -> dict:
     blocks = Blocks(signer, thinking=call.thinking, show_thinking=turn.show_thinking)
     async with aclosing(call.deltas()) as deltas:
         async for d in deltas:
@@ -156,7 +156,7 @@ async def collect(call: ChatCall, signer: ReasoningSigner, turn: Turn) -> dict:
     return blocks.message(call)
 
 
-async def stream(call: ChatCall, signer: ReasoningSigner, turn: Turn) -> AsyncIterator[bytes]:
+async def stream(call: Call, signer: ReasoningSigner, turn: Turn) -> AsyncIterator[bytes]:
     """message_start and ping at once, content blocks (start, deltas, stop) in order, message_delta
     with the stop reason and usage, message_stop; a ping every few seconds while the model is
     silent. An error after the start is an `error` event."""

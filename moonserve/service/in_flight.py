@@ -2,18 +2,21 @@
 
 On SIGTERM the server stops admitting (a new call gets 503 `ModelUnavailable`), lets running calls
 finish for a grace period, then ends those still running with the same 503 (as an error event in a
-stream). Each ends through its own `ChatCall`, so each leaves its one ledger record.
+stream). Each ends through its own `Call`, so each leaves its one ledger record.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..errors import ModelUnavailable
+from ..errors import ModelStudioError, ModelUnavailable
 
-if TYPE_CHECKING:
-    from .call import ChatCall
+
+class Endable(Protocol):
+    """A call in flight (call.py's `Call`), as the drain sees it."""
+
+    def end(self, error: ModelStudioError) -> None: ...
 
 # How long ended calls get to record themselves before the server goes on shutting down.
 END_WAIT_SECONDS = 5.0
@@ -24,17 +27,17 @@ def shutting_down() -> ModelUnavailable:
                             headers={"Retry-After": "1"})
 
 
-class Calls:
+class InFlight:
     def __init__(self) -> None:
-        self.running: set["ChatCall"] = set()
+        self.running: set[Endable] = set()
         self.draining = False
 
-    def open(self, call: "ChatCall") -> None:
+    def open(self, call: Endable) -> None:
         if self.draining:
             raise shutting_down()
         self.running.add(call)
 
-    def close(self, call: "ChatCall") -> None:
+    def close(self, call: Endable) -> None:
         self.running.discard(call)
 
     async def drain(self, grace: float) -> None:

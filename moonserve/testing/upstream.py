@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from .testing import ROOT, free_port
+from .server import ROOT, free_port
 
 
 def llama_server_binary() -> Path:

@@ -1,4 +1,6 @@
-"""The FastAPI application: start-up (store, first run, engines) and the routes."""
+"""The composition root: the FastAPI application built from every layer below it (the store, the
+engines, the service, the protocols, the console), its start-up (migrations, first run, engines)
+and its shutdown."""
 
 from __future__ import annotations
 
@@ -12,25 +14,26 @@ from typing import Callable
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from .. import __version__
-from ..accounts.availability import DatabaseState
-from ..accounts.console_users import ConsoleUsers
-from ..accounts.remembered import RememberedAccess
-from ..accounts.store import Store
-from ..accounts.stored_responses import StoredResponses
-from ..config import Config
-from ..engines import create_engine
-from ..service.accounting import Accounting
-from ..service.bootstrap import FirstRun, console_owner, first_run
-from ..media.fetch import FetchPolicy, Fetcher
-from ..service.chat import ChatService
-from ..service.media import MediaLoader
-from ..service.signatures import load_signer
-from ..console import routes as console
-from . import anthropic, errors
-from .metrics import Metrics
-from .openai_responses import routes as openai_responses
-from .routes import OPENAPI_SCHEMAS, router
+from . import __version__
+from .accounts.availability import DatabaseState
+from .accounts.console_users import ConsoleUsers
+from .accounts.remembered import RememberedAccess
+from .accounts.store import Store
+from .accounts.stored_responses import StoredResponses
+from .config import Config
+from .engines import create_engine
+from .service.accounting import Accounting
+from .service.bootstrap import FirstRun, console_owner, first_run
+from .media.fetch import FetchPolicy, Fetcher
+from .service.service import Service
+from .service.media import MediaLoader
+from .service.signatures import load_signer
+from .console import routes as console
+from .api import errors
+from .api.metrics import Metrics
+from .api.routes import router
+from .protocols import routers as protocol_routers
+from .protocols.chat.routes import OPENAPI_SCHEMAS
 
 log = logging.getLogger("moonserve")
 
@@ -74,7 +77,7 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     database = app.state.database = DatabaseState(store.engine)
     app.state.accounts = RememberedAccess(store, database)
     app.state.accounting = Accounting(config, store, database)
-    app.state.service = ChatService(config, app.state.accounts, engines, MediaLoader(fetcher, m.max_video_frames),
+    app.state.service = Service(config, app.state.accounts, engines, MediaLoader(fetcher, m.max_video_frames),
                                     app.state.accounting)
     app.state.metrics = Metrics(engines, database, app.state.accounting.journal)
     app.state.started_at = int(time.time())
@@ -82,8 +85,8 @@ def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | Non
     app.state.stored_responses = StoredResponses(store.engine, timedelta(days=config.responses.retention_days))
     errors.install(app)
     app.include_router(router)
-    app.include_router(anthropic.router)
-    app.include_router(openai_responses.router)
+    for protocol in protocol_routers():
+        app.include_router(protocol)
     console.install(app)
 
     def openapi() -> dict:

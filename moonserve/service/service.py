@@ -2,7 +2,7 @@
 in flight), and the steps of a call that need it: authorizing a model for a workspace (404, 403)
 and starting a generation (what the deployment can take, the history, media, the engine).
 
-The life of one call, from its key to its ledger record, is `call.ChatCall`.
+The life of one call, from its key to its ledger record, is `call.Call`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from ..config import Config
 from ..engines import engines_by_model
 from ..engines.protocol import Conversation, Engine, Generation
 from ..errors import InvalidParameter, ModelAccessDenied, ModelNotFound
-from ..wire import ChatRequest
+from .request import ChatRequest
 from ..workers import offload
 from .accounting import Accounting
-from .call import ChatCall
-from .calls import Calls
+from .call import Call
+from .in_flight import InFlight
 from .media import MediaLoader
 from . import rules
 from .rules import Decision
@@ -31,7 +31,7 @@ log = logging.getLogger("moonserve.service")
 MEDIA_PARTS = {"image_url": "image", "video_url": "video", "video": "video"}
 
 
-class ChatService:
+class Service:
     def __init__(self, config: Config, accounts: RememberedAccess, engines: dict[str, Engine], media: MediaLoader,
                  accounting: Accounting):
         self.config = config
@@ -40,10 +40,10 @@ class ChatService:
         self.model_engines = engines_by_model(config.routes, engines)
         self.media = media
         self.accounting = accounting
-        self.calls = Calls()
+        self.calls = InFlight()
 
-    def call(self, key: ApiKey, request_id: str, protocol: str = "chat") -> ChatCall:
-        return ChatCall(self, key, request_id, protocol)
+    def call(self, key: ApiKey, request_id: str, protocol: str = "chat") -> Call:
+        return Call(self, key, request_id, protocol)
 
     def engine_for(self, model_id: str) -> Engine:
         return self.model_engines[model_id]
@@ -67,7 +67,7 @@ class ChatService:
             raise InvalidParameter("tool_choice names a tool but no tools were given", param="tool_choice")
         messages = await offload(history, req, decision.preserve_thinking)
         conversation = Conversation(messages=messages, tools=req.tools)
-        if getattr(engine, "accepts_media", False):
+        if engine.accepts_media:
             conversation.media = await self.media.load(req, request_bytes)
         return engine.chat(conversation, decision.options)
 
@@ -82,7 +82,7 @@ class ChatService:
         return await offload(engine.count_tokens, Conversation(messages=messages, tools=req.tools), decision.options)
 
     def _check_capabilities(self, req: ChatRequest, engine: Engine) -> None:
-        accepts_media = getattr(engine, "accepts_media", False)
+        accepts_media = engine.accepts_media
         for i, m in enumerate(req.messages):
             if isinstance(m.content, list):
                 for j, part in enumerate(m.content):
@@ -93,7 +93,7 @@ class ChatService:
                             f"({engine.name}) has no vision projector and cannot take {kind} input",
                             param=f"messages[{i}].content[{j}]",
                         )
-        if req.tools and not getattr(engine, "supports_tools", False):
+        if req.tools and not engine.supports_tools:
             raise InvalidParameter(
                 f"tools: the deployment serving {req.model} ({engine.name}) has no tool-call parser configured",
                 param="tools",

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from ..errors import InvalidParameter, RequestTooLarge
 from ..service.media import MAX_REQUEST_BYTES
-from ..wire import ChatRequest
+from ..service.request import ChatRequest
 from ..workers import offload
-from .errors import validation_error
+from ..api.errors import validation_error
 
 T = TypeVar("T")
 MAX_DEPTH = 64  # a tool's schema may nest 48 levels (service/schemas.py), inside 4 of the body's

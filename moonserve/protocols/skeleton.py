@@ -25,10 +25,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from ..catalog import cards
 from ..errors import ModelStudioError
-from ..service.call import BodyReader, ChatCall
-from .disconnect import unless_client_leaves
+from ..service.call import BodyReader, Call
+from ..api.disconnect import unless_client_leaves
 
-log = logging.getLogger("moonserve.api")
+log = logging.getLogger("moonserve.protocols")
 
 KEEPALIVE_SECONDS = 5.0  # a stream's keep-alive while the model is silent (queued or prefilling)
 
@@ -37,7 +37,7 @@ KEEPALIVE_SECONDS = 5.0  # a stream's keep-alive while the model is silent (queu
 class Answer:
     """How one protocol answers one call."""
 
-    protocol: str  # "chat", "anthropic", "responses": the ledger's and the metrics' name
+    protocol: str  # "chat", "anthropic", "responses", "dashscope": the ledger's and the metrics' name
     error: Callable[[ModelStudioError], Response]  # a refusal, in the protocol's shape
     stream: Callable[[], AsyncIterator[bytes]]  # the SSE body of a streamed reply
     collect: Callable[[], Awaitable[dict]]  # the JSON body of a plain reply
@@ -47,7 +47,7 @@ class Answer:
     rename: Callable[[ModelStudioError], ModelStudioError] = lambda exc: exc
 
 
-async def serve_call(request: Request, call: ChatCall, read_body: BodyReader, reply: Answer) -> Response:
+async def serve_call(request: Request, call: Call, read_body: BodyReader, reply: Answer) -> Response:
     metrics = request.app.state.metrics
     try:
         await call.start(read_body)
@@ -73,12 +73,12 @@ async def serve_call(request: Request, call: ChatCall, read_body: BodyReader, re
     return body if isinstance(body, PlainTextResponse) else JSONResponse(body, headers=headers)
 
 
-def refused(call: ChatCall, exc: ModelStudioError) -> None:
+def refused(call: Call, exc: ModelStudioError) -> None:
     """The server's log says why a call was refused (4xx) or could not be served (5xx)."""
     level = logging.WARNING if exc.status < 500 else logging.ERROR
     log.log(level, "request %s (%s, %s) refused: %d %s param=%s: %s", call.request_id, call.protocol,
             call.model, exc.status, exc.code, exc.param, exc.message)
 
 
-def _model_label(call: ChatCall) -> str:
+def _model_label(call: Call) -> str:
     return call.model if call.model in cards() else "-"

@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from ...errors import ModelStudioError
 from ...service.call import model_studio_error
 from ...service.signatures import ReasoningSigner
-from ..auth import require_key_or_x_api_key
+from ...api.auth import require_key_or_x_api_key
 from ..body import translated_reader
-from ..call_route import Answer, serve_call
-from ..errors import request_id
+from ..skeleton import Answer, serve_call
+from ...api.errors import request_id
 from . import reply
 from .request import Turn, to_chat_body
 

@@ -21,14 +21,14 @@ from starlette.concurrency import run_in_threadpool
 from ...accounts.store import ApiKey
 from ...accounts.stored_responses import StoredResponses
 from ...errors import InternalError, InvalidParameter, ModelStudioError, NotFound
-from ...service.call import WAITING, ChatCall
+from ...service.call import WAITING, Call
 from ...service.signatures import ReasoningSigner
-from ..auth import require_key
+from ...api.auth import require_key
 from ..body import translated_reader
-from ..call_route import KEEPALIVE_SECONDS, Answer, serve_call
-from ..chat_replies import KEEPALIVE
-from ..errors import error_response, request_id
-from .output import OutputBuilder, response_object
+from ..skeleton import KEEPALIVE_SECONDS, Answer, serve_call
+from ..chat.reply import KEEPALIVE
+from ...api.errors import error_response, request_id
+from .reply import OutputBuilder, response_object
 from .request import Turn, fail, to_chat_body, with_ids
 
 log = logging.getLogger("moonserve.responses")
@@ -57,7 +57,7 @@ def read_turn(request: Request, key: ApiKey, stored: StoredResponses, turns: lis
 class Reply:
     """One response: its output items as they are built, then stored and sent."""
 
-    def __init__(self, call: ChatCall, turn: Turn, stored: StoredResponses, signer: ReasoningSigner):
+    def __init__(self, call: Call, turn: Turn, stored: StoredResponses, signer: ReasoningSigner):
         self.call, self.turn, self.stored = call, turn, stored
         self.hex_id = call.request_id.replace("-", "")
         self.id = f"resp_{self.hex_id}"
