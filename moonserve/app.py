@@ -21,7 +21,7 @@ from .accounts.remembered import RememberedAccess
 from .accounts.store import Store
 from .accounts.stored_responses import StoredResponses
 from .config import Config
-from .engines import create_engine
+from .engines import create_engine, resolve
 from .service.accounting import Accounting
 from .service.bootstrap import FirstRun, console_owner, first_run
 from .media.fetch import FetchPolicy, Fetcher
@@ -40,6 +40,7 @@ log = logging.getLogger("moonserve")
 
 def create_app(config: Config, *, on_first_run: Callable[[FirstRun], None] | None = None,
                on_console_owner: Callable[[str, str], None] | None = None) -> FastAPI:
+    resolve(config)  # each deployment's settings as its engine reads them (a ConfigError before anything starts)
     store = Store(config.database_url)
     console_users = ConsoleUsers(store.engine)
     engines = {name: create_engine(config.deployments[name], config.models_dir) for name in config.served}

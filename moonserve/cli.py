@@ -15,6 +15,7 @@ from .accounts.store import DEFAULT_WORKSPACE, NotFound, Store
 from .catalog import cards
 from .cli_tables import print_table
 from .config import Config, ConfigError, load_config
+from .engines import resolve
 
 app = typer.Typer(help="Moonserve: the Model Studio Kimi API, served on your own machines.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
@@ -34,7 +35,7 @@ WorkspaceOpt = typer.Option(DEFAULT_WORKSPACE, "--workspace", "-w", help="Worksp
 
 def _config(path: Optional[str]) -> Config:
     try:
-        return load_config(path)
+        return resolve(load_config(path))
     except ConfigError as exc:
         err.print(f"[red]config error:[/red] {escape(str(exc))}")
         raise typer.Exit(2)

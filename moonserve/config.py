@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from decimal import Decimal, InvalidOperation
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 import types
 from typing import ClassVar, Union, get_args, get_origin, get_type_hints
 from pathlib import Path
@@ -47,34 +47,13 @@ class ConfigError(Exception):
 
 @dataclass
 class DeploymentConfig:
+    """What every deployment says, whatever its engine: how its model's output reads, and what one
+    call may take. Each engine's own settings extend it in the engine's folder
+    (engines/<engine>/settings.py); until `engines.resolve` reads them, they wait in `own`."""
+
     name: str
     engine: str = "embedded"
-    model: str = ""
-    context_length: int = 4096
-    max_sequences: int = 8
-    batch_tokens: int = 512  # tokens per llama_decode step (decode tokens + prefill chunks)
-    # While prompts are prefilled, a running stream's steps may take at most this many times as
-    # long as pure decode steps (prompts are then fed in smaller chunks); lower: smoother streams,
-    # slower admission of long prompts.
-    max_decode_slowdown: float = 2.5
-    prefill_unpaced_tokens: int = 64  # prompts this short are admitted in one step, unpaced
-    # While sequences generate, longer prompts are prefilled beside them in a context of their own on
-    # this many of the threads (decoding keeps the rest). None: half of them (none on one core);
-    # 0: off (prompts are then paced into the decode steps, see max_decode_slowdown).
-    prefill_threads: int | None = None
-    max_waiting: int | None = None  # queued requests beyond the running ones; None: 8 x max_sequences
-    prefix_cache_mb: int = 1024  # host memory for the implicit context cache; 0 turns it off
-    # The shortest reused prefix that is a cache hit: cached_tokens, billed at the cached ratio (Model
-    # Studio's minimum). Shorter shared prefixes (from 16 tokens) are reused too, billed as input.
-    prefix_cache_min_tokens: int = 256
-    threads: int = 0  # 0: all cores
-    # Bit-identical results however requests are batched, chunked or restored from the context cache,
-    # at a cost in speed (llama.cpp's kernels without llamafile, flash attention off; see
-    # engines/embedded/kernels.py). One choice per process: every embedded deployment served together
-    # must agree.
-    deterministic: bool = False
-    chat_template: str | None = None  # a Jinja file to use instead of the GGUF's own template
-    mmproj: str | None = None  # vision projector GGUF (like `model`: path, package: or hf://); enables media
+    max_waiting: int | None = None  # queued requests beyond the running ones; None: the engine's default
     # How the model thinks and calls tools (see docs/configuration.md):
     thinking_variable: str = "enable_thinking"  # template variable that switches thinking ("thinking" for Kimi K2.5+)
     reasoning_parser: str = "none"  # "think": the model writes <think>…</think>; "none": it never reasons
@@ -86,61 +65,54 @@ class DeploymentConfig:
     # The most tokens one call may generate (reasoning and answer), whatever it asks for: coding agents
     # ask for 32,000, which a small model on a CPU takes minutes to write. None: up to the context.
     max_output_tokens: int | None = None
-    # Guided thinking, for weights that cannot think by themselves (reasoning_parser = "think" and a
-    # template that pre-fills `<think>`): the reasoning is held to this many lines of at most
-    # guided_thinking_line_chars characters, then closed with `</think>`. 0: off.
-    guided_thinking_lines: int = 0
-    guided_thinking_line_chars: int = 160
-    # Upstream engines (engine = "upstream"): an OpenAI-compatible endpoint instead of weights, one
-    # engine or a gateway (smg) in front of replicas. See docs/upstream-engines.md.
-    base_url: str | None = None  # e.g. "http://10.0.0.5:8000/v1"
-    api_key_env: str | None = None  # the environment variable that holds its API key (never logged)
-    upstream_model: str | None = None  # the model name the upstream serves (default: its only one)
-    flavour: str = "openai"  # "vllm", "sglang", "llamacpp", or "openai" (another Moonserve, Model Studio, ...)
-    connect_timeout: float = 5.0
-    read_timeout: float = 300.0  # the longest silence between two chunks
-    max_concurrency: int = 64  # calls in flight to the upstream at once; more wait (max_waiting of them)
-    health_interval: float = 5.0  # seconds between health checks (GET {base_url}/models)
-    vision: bool = False  # the upstream takes images: Moonserve fetches and checks them, then sends data: URLs
+    own: dict = field(default_factory=dict, repr=False)  # the engine's own settings, as written
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "engine": ("embedded", "upstream"),
-        "flavour": ("vllm", "sglang", "llamacpp", "openai"),
         "reasoning_parser": ("none", "think"),
         "tool_parser": ("none", "kimi_k2", "hermes"),
     }
 
     @property
     def thinks(self) -> bool:
-        """Whether these weights write reasoning (embedded engines)."""
+        """Whether these weights write reasoning."""
         return self.reasoning_parser != "none"
 
     @property
     def calls_tools(self) -> bool:
-        """Whether these weights call tools that Moonserve can parse (embedded engines)."""
+        """Whether these weights call tools that Moonserve can parse."""
         return self.tool_parser != "none"
+
+    @property
+    def settings(self) -> dict:
+        """Every setting as written: the shared ones and the engine's own."""
+        values = {k: v for k, v in asdict(self).items() if k not in ("name", "own")}
+        return {**values, **self.own}
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> "DeploymentConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"deployment {name!r}: unknown setting(s) {sorted(unknown)}")
-        hints = get_type_hints(cls)
-        for key, value in data.items():
-            expected = _plain_types(hints[key])
-            if not _fits(value, expected):
-                kinds = " or ".join(t.__name__ for t in expected if t is not type(None))
-                raise ConfigError(f"deployment {name!r}: {key} must be {kinds}, not {value!r}")
-        for key, allowed in cls.CHOICES.items():
-            if key in data and data[key] not in allowed:
-                raise ConfigError(f"deployment {name!r}: {key} must be one of {list(allowed)}, not {data[key]!r}")
-        d = cls(name=name, **data)
-        if d.engine == "upstream" and not d.base_url:
-            raise ConfigError(f"deployment {name!r}: an upstream deployment needs base_url")
-        if d.engine == "embedded" and not d.model:
-            raise ConfigError(f"deployment {name!r}: an embedded deployment needs model (its weights)")
-        return d
+        """The shared settings, checked; with `cls` an engine's own class, all of them (an unknown one
+        is an error there)."""
+        known = {f.name for f in fields(cls)} - {"own", "name"}
+        shared = {k: v for k, v in data.items() if k in known}
+        own = {k: v for k, v in data.items() if k not in known}
+        where = f"deployment {name!r}"
+        if own and cls is not DeploymentConfig:
+            raise ConfigError(f"{where}: unknown setting(s) {sorted(own)} for the {data.get('engine')} engine")
+        check_settings(cls, where, shared)
+        return cls(name=name, **shared, own=own)
+
+
+def check_settings(cls, where: str, data: dict) -> None:
+    """Each value's type and, where `cls.CHOICES` names them, its allowed values (a ConfigError)."""
+    hints = get_type_hints(cls)
+    for key, value in data.items():
+        expected = _plain_types(hints[key])
+        if not _fits(value, expected):
+            kinds = " or ".join(t.__name__ for t in expected if t is not type(None))
+            raise ConfigError(f"{where}: {key} must be {kinds}, not {value!r}")
+    for key, allowed in cls.CHOICES.items():
+        if key in data and data[key] not in allowed:
+            raise ConfigError(f"{where}: {key} must be one of {list(allowed)}, not {data[key]!r}")
 
 
 def _plain_types(hint) -> tuple[type, ...]:
@@ -257,7 +229,10 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     for name, data in builtin["deployments"].items():
         deployments[name] = DeploymentConfig.from_dict(name, dict(data))
     for name, data in operator.get("deployments", {}).items():
-        base = {k: v for k, v in vars(deployments[name]).items() if k != "name"} if name in deployments else {}
+        base = deployments[name].settings if name in deployments else {}
+        if "engine" in data and data["engine"] != base.get("engine"):  # another engine: only the shared settings apply
+            shared = {f.name for f in fields(DeploymentConfig)}
+            base = {k: v for k, v in base.items() if k in shared}
         deployments[name] = DeploymentConfig.from_dict(name, {**base, **data})
 
     routes = {model_id: (name,) for model_id, name in builtin["routes"].items()}
@@ -279,12 +254,6 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         for dep in names:
             if dep not in deployments:
                 raise ConfigError(f"model {model_id!r} routes to unknown deployment {dep!r}")
-
-    embedded = {deployments[d].deterministic for names in routes.values() for d in names
-                if deployments[d].engine == "embedded"}
-    if len(embedded) > 1:
-        raise ConfigError("deterministic: the embedded deployments that are served must all agree (llama.cpp's "
-                          "kernels are chosen once per process); run the others in a second server")
 
     database_url = (
         os.environ.get("MOONSERVE_DATABASE_URL")

@@ -181,8 +181,9 @@ def test_no_agent_request_was_refused(lab):
 
 def test_the_agents_server_config_gives_the_code_ids_an_agents_context():
     from moonserve.config import load_config
+    from moonserve.engines import resolve
 
-    cfg = load_config(RECIPES / "moonserve.toml")
+    cfg = resolve(load_config(RECIPES / "moonserve.toml"))
     for model in ("kimi/kimi-k2.7-code", "kimi/kimi-k2.7-code-highspeed"):
         (name,) = cfg.routes[model]
         d = cfg.deployments[name]

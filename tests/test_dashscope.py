@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import dashscope
 import httpx
 import pytest
 from dashscope import Generation

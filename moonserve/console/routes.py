@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
@@ -30,6 +30,7 @@ from ..errors import InvalidParameter, ModelStudioError, RequestTooLarge
 from ..service.request import ChatRequest
 from ..workers import offload
 from ..protocols.chat import reply as chat_replies
+from ..protocols.skeleton import Answer, serve_call
 from ..protocols.body import parse_json, read_capped_body, read_json_body
 from ..api.errors import request_id, validation_error
 from .charts import bar_chart
@@ -175,7 +176,7 @@ async def models(request: Request, q: str = ""):
         names = config.routes[c.id]
         deployments = [{"name": n, "engine": config.deployments[n].engine,
                         "healthy": health[n].get("healthy", not health[n].get("loading", False)),
-                        "context_length": config.deployments[n].context_length,
+                        "context_length": state.engines[n].context_length,
                         "max_output_tokens": config.deployments[n].max_output_tokens} for n in names]
         prices = config.prices.get(c.id, {})
         shown.append({"card": c, "active": c.id in active, "deployments": deployments,
@@ -366,9 +367,6 @@ async def playground_chat(request: Request):
     async def reader():
         return req, len(raw)
 
-    try:
-        await call.start(reader)
-    except ModelStudioError as exc:
-        return JSONResponse(exc.body(rid), exc.status)
-    return StreamingResponse(chat_replies.stream(call), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return await serve_call(request, call, reader, Answer(
+        "chat", lambda exc: JSONResponse(exc.body(rid), exc.status), lambda: chat_replies.stream(call),
+        lambda: chat_replies.collect(call)))

@@ -1,29 +1,39 @@
-"""Engines: what generates tokens. `create_engine` builds one from a deployment's config."""
+"""Engines: what generates tokens. Each engine is a folder with its own settings (settings.py) and
+is registered here, in `ENGINES`, the one place that knows them all."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, DeploymentConfig
+from ..config import Config, ConfigError, DeploymentConfig
+from .embedded.settings import EmbeddedDeployment, check_together
 from .protocol import Engine
+from .upstream.settings import UpstreamDeployment
+
+# engine name -> its deployment settings (which check themselves and build the engine)
+ENGINES: dict[str, type[EmbeddedDeployment] | type[UpstreamDeployment]] = {
+    "embedded": EmbeddedDeployment,
+    "upstream": UpstreamDeployment,
+}
+
+
+def resolve(config: Config) -> Config:
+    """Each deployment's settings read by its engine's own class: an unknown engine, an unknown
+    setting or a value of the wrong kind is a ConfigError, before anything starts."""
+    for name, d in config.deployments.items():
+        kind = ENGINES.get(d.engine)
+        if kind is None:
+            raise ConfigError(f"deployment {name!r}: unknown engine {d.engine!r} (known: {', '.join(ENGINES)})")
+        if type(d) is not kind:
+            d = config.deployments[name] = kind.from_dict(name, d.settings)
+        d.check()
+    check_together([config.deployments[n] for n in config.served if config.deployments[n].engine == "embedded"])
+    return config
 
 
 def create_engine(deployment: DeploymentConfig, models_dir: Path) -> Engine:
-    if deployment.engine == "embedded":
-        from .embedded import kernels
-
-        try:
-            kernels.choose(deployment.deterministic)
-        except kernels.KernelsError as exc:
-            raise ConfigError(f"deployment {deployment.name!r}: {exc}") from None
-        from .embedded.engine import EmbeddedEngine
-
-        return EmbeddedEngine(deployment, models_dir)
-    if deployment.engine == "upstream":
-        from .upstream.engine import UpstreamEngine
-
-        return UpstreamEngine(deployment)
-    raise ConfigError(f"deployment {deployment.name!r}: unknown engine {deployment.engine!r} (known: embedded, upstream)")
+    """The deployment's engine (its settings resolved first: see `resolve`)."""
+    return deployment.build(models_dir)
 
 
 def engines_by_model(routes: dict[str, tuple[str, ...]], engines: dict[str, Engine]) -> dict[str, Engine]:

@@ -31,6 +31,11 @@ class FailoverEngine:
         return all(e.supports_tools for e in self.engines)
 
     @property
+    def context_length(self) -> int | None:
+        known = [e.context_length for e in self.engines if e.context_length is not None]
+        return min(known) if known else None
+
+    @property
     def healthy(self) -> bool:
         return any(e.healthy for e in self.engines)
 

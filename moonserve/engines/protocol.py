@@ -80,6 +80,7 @@ class Engine(Protocol):
     accepts_media: bool  # images and videos (a vision projector, or an upstream that takes them)
     supports_tools: bool  # a tool-call parser for its model's output
     healthy: bool  # whether it answers now (failover tries healthy deployments first)
+    context_length: int | None  # tokens of prompt plus answer per call; None: the upstream's own, unknown here
 
     async def start(self) -> None:
         """Load weights / connect; raise on failure. Called once before serving."""

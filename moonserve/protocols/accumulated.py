@@ -4,8 +4,9 @@ that carries the output so far) is built from."""
 from __future__ import annotations
 
 from contextlib import aclosing
+from typing import Callable
 
-from ..engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta
+from ..engines.protocol import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta
 from ..service.call import Call
 
 
@@ -50,11 +51,17 @@ class Accumulated:
         return self._reasoning[0] if self._reasoning else ""
 
 
-async def accumulate(call: Call) -> Accumulated:
-    """The whole answer of a call, for a plain reply; the last delta is its `Finish`."""
-    answer = Accumulated()
+async def each_delta(call: Call, add: Callable[[Delta], object]) -> None:
+    """Every delta of the call, to `add`, for a plain reply (a protocol's own builder, or
+    `Accumulated.add`); the last is its `Finish`."""
     async with aclosing(call.deltas()) as deltas:
         async for d in deltas:
-            answer.add(d)
+            add(d)
+
+
+async def accumulate(call: Call) -> Accumulated:
+    """The whole answer of a call."""
+    answer = Accumulated()
+    await each_delta(call, answer.add)
     assert answer.finish is not None, "engine stream ended without Finish"
     return answer

@@ -18,19 +18,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import AsyncIterator, Awaitable, Callable, Iterable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from ..catalog import cards
 from ..errors import ModelStudioError
-from ..service.call import BodyReader, Call
+from ..engines.protocol import Delta
+from ..service.call import WAITING, BodyReader, Call
 from ..api.disconnect import unless_client_leaves
 
 log = logging.getLogger("moonserve.protocols")
 
 KEEPALIVE_SECONDS = 5.0  # a stream's keep-alive while the model is silent (queued or prefilling)
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every client skips it
 
 
 @dataclass
@@ -71,6 +74,20 @@ async def serve_call(request: Request, call: Call, read_body: BodyReader, reply:
     except ModelStudioError as exc:
         return reply.error(reply.rename(exc))
     return body if isinstance(body, PlainTextResponse) else JSONResponse(body, headers=headers)
+
+
+async def events(call: Call, render: Callable[[Delta], Iterable[bytes]],
+                 keepalive: bytes = KEEPALIVE) -> AsyncIterator[bytes]:
+    """A stream's body from the call's deltas: `render(delta)` gives each delta's events, and
+    `keepalive` goes out every KEEPALIVE_SECONDS while the model is silent. A call's error comes out
+    as its Model Studio error, for the protocol to send in its own shape."""
+    async with aclosing(call.deltas(heartbeat=KEEPALIVE_SECONDS)) as deltas:
+        async for d in deltas:
+            if d is WAITING:
+                yield keepalive
+            else:
+                for event in render(d):
+                    yield event
 
 
 def refused(call: Call, exc: ModelStudioError) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from ...formats.template import ChatTemplate
-from ...config import DeploymentConfig
+from .settings import EmbeddedDeployment
 from ...workers import offload
 from ..protocol import Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, Finish, Usage
 from .core import EngineCore
@@ -35,7 +35,7 @@ MAX_WAITING_PER_SLOT = 8
 class EmbeddedEngine:
     healthy = True  # in-process: it answers while the server does
 
-    def __init__(self, deployment: DeploymentConfig, models_dir: Path):
+    def __init__(self, deployment: EmbeddedDeployment, models_dir: Path):
         self.name = deployment.name
         self.deployment = deployment
         self.models_dir = models_dir
@@ -102,6 +102,10 @@ class EmbeddedEngine:
         if not self.core:
             return {"loading": True}
         return {**self.core.stats(), "deterministic": self.deployment.deterministic}
+
+    @property
+    def context_length(self) -> int:
+        return self.deployment.context_length
 
     @property
     def accepts_media(self) -> bool:

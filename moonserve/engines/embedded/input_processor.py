@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ...formats.template import ChatTemplate, TemplateRenderError, with_one_system_message
-from ...config import DeploymentConfig
+from .settings import EmbeddedDeployment
 from ..protocol import ChatOptions, Conversation, PromptTooLong, UnsupportedResponseFormat
 from . import grammars
 from .llama import LlamaError, Model, Sampler, Vision
@@ -30,7 +30,7 @@ def text_of(content) -> str:
 
 
 class InputProcessor:
-    def __init__(self, deployment: DeploymentConfig, model: Model, template: ChatTemplate,
+    def __init__(self, deployment: EmbeddedDeployment, model: Model, template: ChatTemplate,
                  vision: Vision | None, context_length: int):
         self.deployment = deployment
         self.model = model

@@ -13,7 +13,7 @@ from typing import AsyncIterator
 
 import httpx
 
-from ...config import DeploymentConfig
+from .settings import UpstreamDeployment
 from ..protocol import EngineRejected, EngineThrottled, EngineUnavailable
 from .health import probe
 
@@ -21,7 +21,7 @@ MAX_ERROR_TEXT = 2000
 MAX_LINE = 16 * 1024 * 1024  # one SSE line (a chunk); a tool call's arguments come in many
 
 
-def _headers(d: DeploymentConfig) -> dict:
+def _headers(d: UpstreamDeployment) -> dict:
     key = os.environ.get(d.api_key_env) if d.api_key_env else None
     return {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -49,7 +49,7 @@ def error_for(status: int, body: bytes) -> Exception:
 
 
 class UpstreamClient:
-    def __init__(self, d: DeploymentConfig):
+    def __init__(self, d: UpstreamDeployment):
         self.base_url = d.base_url.rstrip("/")
         self.flavour = d.flavour
         timeout = httpx.Timeout(d.read_timeout, connect=d.connect_timeout)

@@ -19,7 +19,8 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from ...formats.output import OutputPipeline
-from ...config import ConfigError, DeploymentConfig
+from ...config import ConfigError
+from .settings import UpstreamDeployment
 from ...workers import offload
 from ..protocol import (Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, EngineRejected, EngineUnavailable, Finish,
                         ReasoningDelta, ToolCallDelta, Usage)
@@ -36,8 +37,9 @@ FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"
 class UpstreamEngine:
     accepts_media: bool
     supports_tools = True
+    context_length = None  # the upstream's own
 
-    def __init__(self, deployment: DeploymentConfig):
+    def __init__(self, deployment: UpstreamDeployment):
         self.deployment = deployment
         self.name = deployment.name
         self.accepts_media = deployment.vision

@@ -13,7 +13,7 @@ import io
 
 from PIL import Image
 
-from ...config import DeploymentConfig
+from .settings import UpstreamDeployment
 from ..protocol import ChatOptions, Conversation
 
 TEMPLATE_FLAVOURS = ("vllm", "sglang", "llamacpp")  # they take chat_template_kwargs
@@ -53,7 +53,7 @@ def upstream_limit(options: ChatOptions) -> int | None:
     return None if options.thinking else options.max_tokens
 
 
-def build_payload(d: DeploymentConfig, conversation: Conversation, options: ChatOptions, model: str) -> dict:
+def build_payload(d: UpstreamDeployment, conversation: Conversation, options: ChatOptions, model: str) -> dict:
     """Blocking (images are encoded here): the engine runs it in a worker thread."""
     payload: dict = {
         "model": model,

@@ -11,14 +11,14 @@ refused.
 from __future__ import annotations
 
 import json
-from contextlib import aclosing
 from typing import AsyncIterator
 
 from ...engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ...errors import ModelStudioError
-from ...service.call import WAITING, Call
+from ...service.call import Call
 from ...service.signatures import ReasoningSigner
-from ..skeleton import KEEPALIVE_SECONDS
+from ..accumulated import each_delta
+from ..skeleton import events
 from .request import Turn
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -150,9 +150,7 @@ def start_message(call: Call) -> dict:
 
 async def collect(call: Call, signer: ReasoningSigner, turn: Turn) -> dict:
     blocks = Blocks(signer, thinking=call.thinking, show_thinking=turn.show_thinking)
-    async with aclosing(call.deltas()) as deltas:
-        async for d in deltas:
-            blocks.feed(d)
+    await each_delta(call, blocks.feed)
     return blocks.message(call)
 
 
@@ -164,12 +162,7 @@ async def stream(call: Call, signer: ReasoningSigner, turn: Turn) -> AsyncIterat
     yield PING
     blocks = Blocks(signer, thinking=call.thinking, show_thinking=turn.show_thinking)
     try:
-        async with aclosing(call.deltas(heartbeat=KEEPALIVE_SECONDS)) as deltas:
-            async for d in deltas:
-                if d is WAITING:
-                    yield PING
-                    continue
-                for e in blocks.feed(d):
-                    yield e
+        async for e in events(call, blocks.feed, keepalive=PING):
+            yield e
     except ModelStudioError as exc:
         yield event("error", {"error": error_body(exc, call.request_id)["error"]})

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import aclosing
 from typing import AsyncIterator, Callable
 
 from ...engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ...errors import ModelStudioError
-from ...service.call import WAITING, Call
+from ...service.call import Call
 from ..accumulated import accumulate
-from ..skeleton import KEEPALIVE_SECONDS
+from ..skeleton import events
 
 
 def usage_body(u: Usage) -> dict:
@@ -58,7 +57,6 @@ def _sse(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every client skips it
 _HOLE = "\ufdd0text\ufdd0"  # a noncharacter: never in a model's text
 
 
@@ -93,39 +91,36 @@ async def stream(call: Call) -> AsyncIterator[bytes]:
     reasoning = _text_chunk(lambda text: chunk({"content": None, "reasoning_content": text}))
     yield chunk({"role": "assistant", "content": ""})
     reasoned = not call.thinking  # in thinking mode, reasoning_content comes first, even when empty
+
+    def render(d) -> tuple[bytes, ...]:
+        nonlocal reasoned
+        t = type(d)
+        if t is TextDelta:
+            out: tuple[bytes, ...] = (content(d.text),)
+        elif t is ReasoningDelta:
+            out = (reasoning(d.text),)
+        elif t is ToolCallDelta:
+            piece: dict = {"index": d.index, "function": {"arguments": d.arguments}}
+            if d.id is not None:
+                piece = {"index": d.index, "id": d.id, "type": "function",
+                         "function": {"name": d.name, "arguments": d.arguments}}
+            out = (chunk({"content": None, "tool_calls": [piece]}),)
+        elif t is Finish:
+            out = (chunk({}, d.reason),)
+            if call.include_usage:
+                out += (_sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                              "system_fingerprint": None, "choices": [], "usage": usage_body(d.usage)}),)
+        else:
+            out = ()
+        if not reasoned:
+            reasoned = True
+            if t is not ReasoningDelta:
+                out = (chunk({"content": None, "reasoning_content": ""}),) + out
+        return out
+
     try:
-        async with aclosing(call.deltas(heartbeat=KEEPALIVE_SECONDS)) as deltas:
-            async for d in deltas:
-                if d is WAITING:
-                    yield KEEPALIVE
-                    continue
-                t = type(d)
-                if not reasoned:
-                    reasoned = True
-                    if t is not ReasoningDelta:
-                        yield chunk({"content": None, "reasoning_content": ""})
-                if t is TextDelta:
-                    yield content(d.text)
-                elif t is ReasoningDelta:
-                    yield reasoning(d.text)
-                elif t is ToolCallDelta:
-                    piece: dict = {"index": d.index, "function": {"arguments": d.arguments}}
-                    if d.id is not None:
-                        piece = {"index": d.index, "id": d.id, "type": "function",
-                                 "function": {"name": d.name, "arguments": d.arguments}}
-                    yield chunk({"content": None, "tool_calls": [piece]})
-                elif t is Finish:
-                    yield chunk({}, d.reason)
-                    if call.include_usage:
-                        yield _sse({
-                            "id": cid,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": model,
-                            "system_fingerprint": None,
-                            "choices": [],
-                            "usage": usage_body(d.usage),
-                        })
+        async for event in events(call, render):
+            yield event
         yield b"data: [DONE]\n\n"
     except ModelStudioError as exc:
         yield _sse(exc.body(call.request_id))

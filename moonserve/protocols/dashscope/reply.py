@@ -5,15 +5,13 @@
 from __future__ import annotations
 
 import json
-from contextlib import aclosing
 from typing import AsyncIterator
 
 from ...engines.protocol import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ...errors import ModelStudioError
-from ...service.call import WAITING, Call
+from ...service.call import Call
 from ..accumulated import Accumulated, accumulate
-from ..chat.reply import KEEPALIVE
-from ..skeleton import KEEPALIVE_SECONDS
+from ..skeleton import events
 from .request import Turn
 
 # The compatible mode's codes that DashScope's native API spells its own way.
@@ -80,28 +78,28 @@ async def stream(call: Call, turn: Turn) -> AsyncIterator[bytes]:
     shape = Shape(call, turn)
     so_far = Accumulated()
     n = 0
+
+    def render(d) -> tuple[bytes]:
+        nonlocal n
+        so_far.add(d)
+        t = type(d)
+        if t is Finish:
+            finish, usage = d.reason, d.usage
+            output = (shape.output("", None, [], finish) if turn.incremental else
+                      shape.output(so_far.text, so_far.reasoning, so_far.tool_calls, finish))
+        elif turn.incremental:
+            finish, usage = shape.running, call.usage_so_far()
+            output = shape.output(d.text if t is TextDelta else "", d.text if t is ReasoningDelta else "",
+                                  [tool_piece(d)] if t is ToolCallDelta else [], finish)
+        else:
+            finish, usage = shape.running, call.usage_so_far()
+            output = shape.output(so_far.text, so_far.reasoning, so_far.tool_calls, finish)
+        n += 1
+        return (event(n, "result", 200, shape.body(output, usage)),)
+
     try:
-        async with aclosing(call.deltas(heartbeat=KEEPALIVE_SECONDS)) as deltas:
-            async for d in deltas:
-                if d is WAITING:
-                    yield KEEPALIVE
-                    continue
-                so_far.add(d)
-                t = type(d)
-                if t is Finish:
-                    finish, usage = d.reason, d.usage
-                    output = (shape.output("", None, [], finish) if turn.incremental else
-                              shape.output(so_far.text, so_far.reasoning, so_far.tool_calls, finish))
-                elif turn.incremental:
-                    finish, usage = shape.running, call.usage_so_far()
-                    output = shape.output(d.text if t is TextDelta else "",
-                                          d.text if t is ReasoningDelta else "",
-                                          [tool_piece(d)] if t is ToolCallDelta else [], finish)
-                else:
-                    finish, usage = shape.running, call.usage_so_far()
-                    output = shape.output(so_far.text, so_far.reasoning, so_far.tool_calls, finish)
-                n += 1
-                yield event(n, "result", 200, shape.body(output, usage))
+        async for chunk in events(call, render):
+            yield chunk
     except ModelStudioError as exc:
         yield event(n + 1, "error", exc.status, error_body(turn.rename(exc), call.request_id))
 

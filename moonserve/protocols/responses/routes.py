@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import time
-from contextlib import aclosing
 from itertools import count
 from typing import AsyncIterator
 
@@ -21,12 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from ...accounts.store import ApiKey
 from ...accounts.stored_responses import StoredResponses
 from ...errors import InternalError, InvalidParameter, ModelStudioError, NotFound
-from ...service.call import WAITING, Call
+from ...service.call import Call
 from ...service.signatures import ReasoningSigner
 from ...api.auth import require_key
 from ..body import translated_reader
-from ..skeleton import KEEPALIVE_SECONDS, Answer, serve_call
-from ..chat.reply import KEEPALIVE
+from ..accumulated import each_delta
+from ..skeleton import Answer, events, serve_call
 from ...api.errors import error_response, request_id
 from .reply import OutputBuilder, response_object
 from .request import Turn, fail, to_chat_body, with_ids
@@ -83,9 +82,7 @@ class Reply:
         return body
 
     async def collect(self) -> dict:
-        async with aclosing(self.call.deltas()) as deltas:
-            async for d in deltas:
-                self.output.feed(d)
+        await each_delta(self.call, self.output.feed)
         return await self.finished()
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -101,13 +98,8 @@ class Reply:
         yield sse({"type": "response.created", "response": self.response("in_progress")})
         yield sse({"type": "response.in_progress", "response": self.response("in_progress")})
         try:
-            async with aclosing(self.call.deltas(heartbeat=KEEPALIVE_SECONDS)) as deltas:
-                async for d in deltas:
-                    if d is WAITING:
-                        yield KEEPALIVE
-                        continue
-                    for event in self.output.feed(d):
-                        yield sse(event)
+            async for chunk in events(self.call, lambda d: map(sse, self.output.feed(d))):
+                yield chunk
             body = await self.finished()
             yield sse({"type": f"response.{body['status']}", "response": body})
         except ModelStudioError as exc:
