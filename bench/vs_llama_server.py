@@ -14,6 +14,8 @@ llama-server, higher is better (issue #13's targets in brackets):
   e. a running stream's p99 inter-token gap while a 2,000-token prompt is admitted, over its median
      gap alone                                                           [<= 3x], both servers
   f. resident memory after the runs, both servers
+  g. 8 requests arriving together with one never-seen 2,400-token shared prefix, wall  [>= 5x]
+  h. a cold 12,000-token prompt at a 32k context, TTFT (as a speed), one sequence each [>= 1.00]
   and the cost of deterministic mode (deterministic ÷ default on a, b, c), and Moonserve's Python
   time around a decode step against llama_decode's (from /health) at 1 and 8 streams.
 
@@ -141,9 +143,9 @@ def main() -> None:
     try:
         for t in targets:
             t.call(STORY, 16, 0)  # warm up
-        r = {k: {t.name: [] for t in targets} for k in "a b ttft c d e".split()}
+        r = {k: {t.name: [] for t in targets} for k in "a b ttft c d e g h".split()}
         steps = {"1 stream": [], "8 streams": []}
-        cached = []
+        cached, together = [], []
         for run in range(RUNS):
             # each figure for every target back to back, so that a ratio compares the same minute of
             # this host (its speed drifts); a single stream, the noisiest, as the median of 3 calls,
@@ -172,6 +174,11 @@ def main() -> None:
                     gap = admission(t, run + 1)
                     if gap is not None:
                         r["e"][t.name].append(gap)
+            for t in (ours, base):
+                wall, c = shared(t, long_prompt(610, f"{t.name}-together-{run}"))  # never seen: all arrive at once
+                r["g"][t.name].append(wall)
+                if t is ours:
+                    together.append(c)
 
         def line(label: str, key: str, unit: str, higher_is_better: bool, target: str, o=ours, b=base) -> None:
             xs, ys = r[key][o.name], r[key][b.name]
@@ -194,6 +201,8 @@ def main() -> None:
                   + (" (target <= 3)" if t is ours else ""))
         print(f"f. resident memory: moonserve {rss_mib(moon.proc.pid):.0f} MiB, "
               f"llama-server {rss_mib(engine.proc.pid):.0f} MiB")
+        line("g. 8 requests at once sharing a new 2,400-token prefix, wall", "g", "s", False, ">= 5")
+        print(f"   Moonserve's cached_tokens per request, last run: {together[-1]}")
         print("deterministic mode's cost (deterministic / default, higher is better):")
         line("   a. 1 stream decode", "a", "tok/s", True, "-", o=det, b=ours)
         line("   b. 8 streams aggregate", "b", "tok/s", True, "-", o=det, b=ours)
@@ -206,6 +215,29 @@ def main() -> None:
     finally:
         moon.stop()
         exact.stop()
+        engine.stop()
+    long_context(d)
+
+
+def long_context(d: Path) -> None:
+    """h: one sequence of a 32,768-token context on each server, a cold 12,000-token prompt."""
+    engine = start_llama_server(llama_server_binary(), smollm2_path(), d / "h", slots=1, context=32768)
+    moon = serve("[deployments.smollm2]\ncontext_length = 32768\nmax_sequences = 1\n")
+    targets = [Target("moonserve", f"{moon.base_url}/chat/completions", MODEL, {"Authorization": f"Bearer {moon.key}"},
+                      {"enable_thinking": False}),
+               Target("llama-server", f"{engine.url}/v1/chat/completions", "smollm2", {}, {})]
+    try:
+        ttft: dict[str, list[float]] = {t.name: [] for t in targets}
+        for run in range(RUNS):
+            for t in (targets if run % 2 == 0 else targets[::-1]):
+                ttft[t.name].append(cold(t, long_prompt(3050, f"{t.name}-long-{run}")))  # ~12,000 tokens
+        ours, base = ttft["moonserve"], ttft["llama-server"]
+        ratios = [y / x for x, y in zip(ours, base)]
+        print(f"h. cold 12,000-token prompt TTFT at a 32k context: moonserve {statistics.median(ours):.2f} s, "
+              f"llama-server {statistics.median(base):.2f} s; ratio {statistics.median(ratios):.3f} "
+              f"{['%.3f' % x for x in ratios]} (target >= 1.00)")
+    finally:
+        moon.stop()
         engine.stop()
 
 

@@ -119,6 +119,29 @@ def test_16_simultaneous_streams_all_finish_with_correct_usage(batch_server, voc
     assert wait_idle(batch_server)["running"] == 0
 
 
+def test_requests_arriving_together_with_a_new_shared_prefix_compute_it_once(batch_server, vocab):
+    """Sub-agents, parallel tool turns, retries: the same long new prompt, several times at once. It is
+    computed once; the others wait for it and restore it from the cache (their cached_tokens), and
+    answer exactly what each answers alone."""
+    system = "Shared prefix in flight. " + LONG_SYSTEM
+    asks = [[{"role": "system", "content": system}, {"role": "user", "content": f"What is rule {i}?"}]
+            for i in range(4)]
+    n_shared = common_prefix(chatml_tokens(vocab, asks[0]), chatml_tokens(vocab, asks[1]))
+    assert n_shared > 600
+    before = wait_idle(batch_server)
+    with cf.ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda m: ask(batch_server, m, max_tokens=12, seed=5), asks))
+    after = wait_idle(batch_server)
+    assert after["shared_prefills"] == before["shared_prefills"] + 1
+    computed = after["prompt_tokens_computed"] - before["prompt_tokens_computed"]
+    prompt_tokens = sum(usage["prompt_tokens"] for _, usage, _ in results)
+    assert computed <= prompt_tokens - 3 * n_shared + 3 * 4  # the shared part once (and a token or so each)
+    cached = sorted(usage["prompt_tokens_details"]["cached_tokens"] for _, usage, _ in results)
+    assert cached[0] == 0 and all(c >= n_shared - 1 for c in cached[1:])
+    for messages, (text, usage, finish) in zip(asks, results):
+        assert ask(batch_server, messages, max_tokens=12, seed=5)[::2] == (text, finish)
+
+
 def test_seeded_request_is_identical_alone_in_a_batch_of_8_and_after_a_cache_hit(batch_server):
     def in_batch_of_8(messages):
         with cf.ThreadPoolExecutor(8) as ex:

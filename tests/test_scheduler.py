@@ -12,7 +12,7 @@ import pytest
 
 from moonserve.engines.embedded.pacing import PrefillPacer
 from moonserve.engines.embedded.scheduler import Scheduler
-from moonserve.engines.embedded.sequence import Sequence
+from moonserve.engines.embedded.sequence import Sequence, common_prefix
 from moonserve.engines.protocol import EngineOverloaded
 
 
@@ -39,6 +39,37 @@ def test_new_sequences_take_the_lowest_free_slot():
     d, e = seq(5), seq(5)
     admit(sched, d, e)
     assert [d.slot, e.slot] == [0, 1]
+
+
+def test_a_shared_prefix_in_flight_is_waited_for_then_its_followers_are_admitted():
+    sched = Scheduler(n_slots=4, max_waiting=8, hold_tokens=256)
+    shared = list(range(1000, 1600))  # 600 tokens nobody has computed
+    cached: list[list[int]] = []  # the prefix cache: prompts whose KV it holds
+
+    def restore(s: Sequence) -> None:  # as the prefix cache restores (all but the last token)
+        s.n_computed = max([common_prefix(p, s.prompt) for p in cached] + [0])
+
+    a, b, c = (Sequence(prompt=shared + [i], max_new_tokens=5, sampler=None) for i in (1, 2, 3))
+    other = Sequence(prompt=list(range(5000, 5300)), max_new_tokens=5, sampler=None)
+    short = Sequence(prompt=shared[:200] + [9], max_new_tokens=5, sampler=None)  # shares too little to wait
+    for s in (a, b, c, other, short):
+        sched.add(s)
+    assert sched.admit(restore) == [a, other, short]  # b and c wait for a's prefill; the others go ahead
+    assert b.waits_for is a and c.waits_for is a and a.leads and list(sched.waiting) == [b, c]
+    a.n_computed = 590  # most of it computed: they still wait for the whole prefill (the cache gets it then)
+    assert sched.admit(restore) == []
+    a.n_computed = len(a.prompt)
+    cached.append(a.prompt)  # what the engine does as a's prefill ends
+    sched.remove(other)
+    assert sched.admit(restore) == [b, c] and b.waits_for is None  # c does not wait for b: b restored it
+    assert b.n_computed == c.n_computed == 600
+
+
+def test_without_a_prefix_cache_nothing_waits():
+    sched = Scheduler(n_slots=4, max_waiting=8)
+    a, b = (Sequence(prompt=list(range(1000, 1600)) + [i], max_new_tokens=5, sampler=None) for i in (1, 2))
+    admit(sched, a, b)
+    assert {a.slot, b.slot} == {0, 1}
 
 
 def test_decode_tokens_are_in_slot_order_whatever_the_admission_order():

@@ -25,6 +25,8 @@ ENGINE_METRICS = {
     "failures": ("moonserve_upstream_failures", "counter", "Calls that found an upstream deployment down"),
     "prefills_offloaded": ("moonserve_prefills_offloaded", "counter",
                            "Prompts prefilled by the prefill worker beside running streams and handed back"),
+    "shared_prefills": ("moonserve_shared_prefills", "counter",
+                        "Prompts computed once for requests that arrived together sharing their prefix"),
 }
 
 

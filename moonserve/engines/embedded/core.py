@@ -40,6 +40,10 @@ class _Cancel:
 
 
 _STOP = object()
+# A request waits for a prompt in flight that shares at least this many tokens it would otherwise
+# compute again (computing them once and restoring them costs it that prefill's remaining time; on a
+# CPU, computing them beside it would cost as much, plus the KV memory).
+SHARED_PREFIX_HOLD_TOKENS = 256
 
 
 class Outbox:
@@ -80,7 +84,8 @@ class EngineCore:
         self.cache = cache
         self.runner = ModelRunner(model, ctx, vision)
         self.pacer = PrefillPacer(max_decode_slowdown, ctx.n_batch)
-        self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens)
+        self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens,
+                                   hold_tokens=SHARED_PREFIX_HOLD_TOKENS if cache is not None else None)
         self.outbox = Outbox()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
@@ -90,6 +95,7 @@ class EngineCore:
         self.tokens_generated = 0
         self.prompt_tokens_computed = 0
         self.prefills_offloaded = 0
+        self.shared_prefills = 0  # prompts computed once for several requests that arrived together
         self.tokens_per_second = 0.0  # generation rate, smoothed over about a second
         self._rate_mark = (time.monotonic(), 0)
         # a decode step's llama_decode time and the Python around it (scheduling, batch building,
@@ -128,6 +134,7 @@ class EngineCore:
             "tokens_generated": self.tokens_generated,
             "prompt_tokens_computed": self.prompt_tokens_computed,
             "prefills_offloaded": self.prefills_offloaded,
+            "shared_prefills": self.shared_prefills,
             "tokens_per_second": round(self.tokens_per_second, 2),
             "decode_step_ms": round(self.decode_seconds * 1e3, 3),
             "step_overhead_us": round(self.step_overhead_seconds * 1e6, 1),
@@ -191,11 +198,8 @@ class EngineCore:
 
     def _step(self) -> None:
         started = time.perf_counter()
-        if self.cache is not None:
-            for seq in self.scheduler.admit():
-                self.cache.restore(seq, self.ctx)
-        else:
-            self.scheduler.admit()
+        cache = self.cache
+        self.scheduler.admit(restore=(lambda seq: cache.restore(seq, self.ctx)) if cache is not None else None)
         if self.runner.vision is not None:
             self.prompt_tokens_computed += self.runner.decode_images(self.scheduler.running)
         self._offload()
@@ -216,6 +220,8 @@ class EngineCore:
         self.prompt_tokens_computed += n_prefill
         self.tokens_generated += len(sampled)
         out, done = self.scheduler.postprocess(step, sampled, is_eog=self.model.is_eog, n_ctx_seq=self.ctx.n_ctx_seq)
+        if n_prefill:
+            self._share_prefixes(step)
         put = self.outbox.put
         for seq, token in out:
             put(seq, Token(token))
@@ -225,6 +231,16 @@ class EngineCore:
             overhead = time.perf_counter() - started - seconds
             self.step_overhead_seconds += 0.05 * (overhead - self.step_overhead_seconds)
         self._update_rate()
+
+    def _share_prefixes(self, step) -> None:
+        """A prompt that others wait for (a shared prefix in flight, see scheduler.py), once
+        prefilled, goes into the prefix cache at once, for them to restore."""
+        for w in step.work:
+            seq = w.seq
+            if seq.leads and not seq.prefilling:
+                seq.leads = False
+                self.cache.save(seq, self.ctx)
+                self.shared_prefills += 1
 
     def _update_rate(self) -> None:
         now = time.monotonic()

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .llama import Context
-from .sequence import Sequence
+from .sequence import Sequence, common_prefix  # noqa: F401 (common_prefix: also this module's)
 
 log = logging.getLogger("moonserve.engine")
 
@@ -36,20 +36,6 @@ class Entry:
     tokens: list[int]
     state: object  # a ctypes byte array holding llama.cpp's sequence state
     nbytes: int
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix, by binary search over C-speed slice comparisons."""
-    lo, hi = 0, min(len(a), len(b))
-    if a[:hi] == b[:hi]:
-        return hi
-    while lo < hi:  # invariant: a[:lo] == b[:lo], a[:hi+1] != b[:hi+1] somewhere past lo
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 class PrefixCache:

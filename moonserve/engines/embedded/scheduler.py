@@ -18,6 +18,12 @@ free slots, make one pass for all generating sequences; a prompt chunk placed be
 share a pass with the neighbouring slot's token and make its attention span the whole prompt.
 New sequences take the lowest free slot and join between steps; past `max_waiting` a request is
 refused.
+
+A shared prefix in flight is computed once: a waiting sequence whose prompt starts with at least
+`hold_tokens` tokens that a running sequence is still prefilling (an agent's sub-agents, parallel
+tool turns, retries, all sent at once) waits for that sequence's prefill to end, when the engine puts
+its KV into the prefix cache; it is then admitted and restores the prefix from there, exactly as a
+later request would (so its `cached_tokens` follow the cache's rule).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..protocol import EngineOverloaded
-from .sequence import Sequence
+from .sequence import Sequence, common_prefix
 
 
 @dataclass(slots=True)
@@ -50,8 +56,9 @@ class Step:
 
 
 class Scheduler:
-    def __init__(self, n_slots: int, max_waiting: int, unpaced_tokens: int = 64):
+    def __init__(self, n_slots: int, max_waiting: int, unpaced_tokens: int = 64, hold_tokens: int | None = None):
         self.unpaced_tokens = unpaced_tokens
+        self.hold_tokens = hold_tokens  # None: a shared prefix in flight is not waited for (no prefix cache)
         self.free_slots = list(range(n_slots))  # a heap: the lowest free slot first
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
@@ -65,8 +72,9 @@ class Scheduler:
 
     def has_work(self) -> bool:
         """Whether a step could do something now (a sequence whose prompt is with the prefill
-        worker waits for it)."""
-        return any(not s.offloaded for s in self.running) or bool(self.waiting and self.free_slots)
+        worker waits for it, and one whose shared prefix is in flight for that)."""
+        return (any(not s.offloaded for s in self.running)
+                or bool(self.free_slots and any(not self._held(s) for s in self.waiting)))
 
     @property
     def generating(self) -> bool:
@@ -82,15 +90,39 @@ class Scheduler:
             heapq.heappush(self.free_slots, seq.slot)
             seq.slot = None
 
-    def admit(self) -> list[Sequence]:
-        """Give free KV slots to waiting sequences, oldest first; returns the ones admitted."""
+    def admit(self, restore: Callable[[Sequence], object] | None = None) -> list[Sequence]:
+        """Give free KV slots to waiting sequences, oldest first, but for those waiting for a shared
+        prefix in flight; returns the ones admitted. `restore(seq)` (the prefix cache's) runs as each
+        is admitted, so that the next one waits only for what is really still to compute."""
         admitted = []
+        held: list[Sequence] = []
         while self.waiting and self.free_slots:
             seq = self.waiting.popleft()
+            if self._held(seq):
+                held.append(seq)
+                continue
             seq.slot = heapq.heappop(self.free_slots)
             self.running.append(seq)
             admitted.append(seq)
+            if restore is not None:
+                restore(seq)
+        self.waiting.extendleft(reversed(held))
         return admitted
+
+    def _held(self, seq: Sequence) -> bool:
+        """Whether `seq` waits for a running sequence's prefill of the prompt they share."""
+        leader = seq.waits_for
+        if leader is not None:
+            if leader in self.running and leader.prefilling:
+                return True
+            seq.waits_for = None  # its prefill ended (its KV is in the cache), or it is gone
+        if self.hold_tokens is None:
+            return False
+        for r in self.running:
+            if r.prefilling and common_prefix(r.prompt, seq.prompt) - r.n_computed >= self.hold_tokens:
+                seq.waits_for, r.leads = r, True
+                return True
+        return False
 
     def schedule(self, budget: int, interactive_chunk: int, lone_chunk: int | None = None) -> Step:
         """The next step's work, at most `budget` tokens. `lone_chunk`: the tokens one long prompt

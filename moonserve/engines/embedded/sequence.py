@@ -48,6 +48,10 @@ class Sequence:
     n_cached: int = 0  # prompt tokens restored from the prefix cache instead of computed
     last_token: int | None = None  # sampled, not yet decoded
     offloaded: bool = False  # its prompt is being prefilled by the prefill worker
+    # A shared prefix in flight: the sequence whose prompt it waits for (its own starts the same and
+    # would compute the same KV), and whether others wait for this one's.
+    waits_for: "Sequence | None" = None
+    leads: bool = False
     finished: bool = False
     # Switch to `later_sampler` once the generated text contains `switch_after` (e.g. a grammar
     # that applies to the answer only, after the reasoning's `</think>`), or, with `switch_at_end`,
@@ -98,3 +102,17 @@ class Sequence:
     def position(self) -> int:
         """Position of the next token to decode."""
         return self.n_computed
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix, by binary search over C-speed slice comparisons."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # invariant: a[:lo] == b[:lo], a[:hi+1] != b[:hi+1] somewhere past lo
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
