@@ -16,6 +16,10 @@ llama-server, higher is better (issue #13's targets in brackets):
   f. resident memory after the runs, both servers
   g. 8 requests arriving together with one never-seen 2,400-token shared prefix, wall  [>= 5x]
   h. a cold 12,000-token prompt at a 32k context, TTFT (as a speed), one sequence each [>= 1.00]
+  i. a copy-heavy edit (~150 lines of code asked back with one change, greedy): output tokens/s of
+     Moonserve with drafts from the prompt (draft_tokens = 8) against llama-server without
+     speculation [>= 2x] and with its own n-gram speculation (--spec-type ngram-simple) [> 1x]; the
+     drafts' acceptance rate; and the cost of drafts where nothing is copied (figure a with them on)
   and the cost of deterministic mode (deterministic ÷ default on a, b, c), and Moonserve's Python
   time around a decode step against llama_decode's (from /health) at 1 and 8 streams.
 
@@ -36,7 +40,7 @@ import time
 import httpx
 
 from common import MODEL, long_prompt, serve, stream_url
-from moonserve.testing.server import smollm2_path
+from moonserve.testing.server import smollm2_path, start_server
 from moonserve.testing.upstream import llama_server_binary, start_llama_server
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -132,6 +136,7 @@ def main() -> None:
     engine = start_llama_server(llama_server_binary(), smollm2_path(), d, slots=8, context=4096)
     moon = serve()
     exact = serve("[deployments.smollm2]\ndeterministic = true\n")
+    drafting = serve("[deployments.smollm2]\ndraft_tokens = 8\n")
 
     def moonserve(name: str, server) -> Target:
         return Target(name, f"{server.base_url}/chat/completions", MODEL, {"Authorization": f"Bearer {server.key}"},
@@ -140,10 +145,11 @@ def main() -> None:
     targets = [moonserve("moonserve", moon), Target("llama-server", f"{engine.url}/v1/chat/completions", "smollm2", {}, {}),
                moonserve("deterministic", exact)]
     ours, base, det = targets
+    spec = moonserve("drafts", drafting)
     try:
         for t in targets:
             t.call(STORY, 16, 0)  # warm up
-        r = {k: {t.name: [] for t in targets} for k in "a b ttft c d e g h".split()}
+        r = {k: {t.name: [] for t in [*targets, spec]} for k in "a b ttft c d e g".split()}
         steps = {"1 stream": [], "8 streams": []}
         cached, together = [], []
         for run in range(RUNS):
@@ -151,10 +157,11 @@ def main() -> None:
             # this host (its speed drifts); a single stream, the noisiest, as the median of 3 calls,
             # the targets' calls interleaved (the order turned around each time)
             rates: dict[str, list[float]] = {t.name: [] for t in targets}
+            rates[spec.name] = []
             for k in range(3):
-                for t in (targets if k % 2 == 0 else targets[::-1]):
+                for t in ([*targets, spec] if k % 2 == 0 else [spec, *targets[::-1]]):
                     rates[t.name].append(single(t, 10 * run + k))
-            for t in targets:
+            for t in [*targets, spec]:
                 r["a"][t.name].append(statistics.median(rates[t.name]))
             steps["1 stream"].append(ours.step_timings())
             for t in targets:
@@ -207,6 +214,8 @@ def main() -> None:
         line("   a. 1 stream decode", "a", "tok/s", True, "-", o=det, b=ours)
         line("   b. 8 streams aggregate", "b", "tok/s", True, "-", o=det, b=ours)
         line("   c. cold 2,400-token prompt TTFT", "c", "s", False, "-", o=det, b=ours)
+        print("drafts from the prompt where nothing is copied (draft_tokens = 8 / off, higher is better):")
+        line("   a. 1 stream decode", "a", "tok/s", True, "-", o=spec, b=ours)
         for label, xs in steps.items():
             decode = statistics.median(x[0] for x in xs)
             python = statistics.median(x[1] for x in xs)
@@ -215,8 +224,61 @@ def main() -> None:
     finally:
         moon.stop()
         exact.stop()
+        drafting.stop()
         engine.stop()
     long_context(d)
+    copy_heavy(d)
+
+
+def code_file(n_lines: int = 150) -> str:
+    """A Python file of `n_lines` lines, the same each time."""
+    lines = []
+    for i in range(n_lines // 5):
+        lines += [f"def count_words_{i}(text, limit={i + 2}):",
+                  f"    words = [w for w in text.split() if len(w) > {i % 7}]",
+                  f"    total = sum(1 for w in words if w.isalpha()) + {i}",
+                  "    return min(total, limit)",
+                  ""]
+    return "\n".join(lines)
+
+
+EDIT = [{"role": "user", "content": "Here is a file:\n```python\n" + code_file() + "\n```\nWrite the whole file "
+         "again, unchanged except that `limit` is renamed to `cap` everywhere. Only the file, no comments."}]
+
+
+def copy_heavy(d: Path) -> None:
+    """i: the edit, greedy, 400 output tokens; each server alone (one sequence busy)."""
+    greedy = "[deployments.smollm2]\ntemperature = 0.0\ntop_p = 1.0\n"
+    drafted = start_server(Path(tempfile.mkdtemp(prefix="moonserve-bench-")), config=greedy + "draft_tokens = 8\n")
+    plain = start_llama_server(llama_server_binary(), smollm2_path(), d / "i", slots=1, context=4096)
+    spec = start_llama_server(llama_server_binary(), smollm2_path(), d / "i-spec", name="llama-server-spec",
+                              slots=1, context=4096, extra=["--spec-type", "ngram-simple"])
+    ours = Target("moonserve", f"{drafted.base_url}/chat/completions", MODEL,
+                  {"Authorization": f"Bearer {drafted.key}"}, {"enable_thinking": False, "temperature": 0.0},
+                  health=f"{drafted.url}/health")
+    bases = [Target("llama-server", f"{plain.url}/v1/chat/completions", "smollm2", {}, {"temperature": 0.0}),
+             Target("llama-server --spec-type ngram-simple", f"{spec.url}/v1/chat/completions", "smollm2", {},
+                    {"temperature": 0.0})]
+    try:
+        rates: dict[str, list[float]] = {t.name: [] for t in [ours, *bases]}
+        before = httpx.get(ours.health).json()["deployments"]["smollm2"]
+        for run in range(RUNS):
+            for t in ([ours, *bases] if run % 2 == 0 else [*bases, ours]):
+                rates[t.name].append(t.call(EDIT, 400, 0).decode_rate)
+        after = httpx.get(ours.health).json()["deployments"]["smollm2"]
+        drafted_n = after["draft_tokens"] - before["draft_tokens"]
+        accepted = after["draft_tokens_accepted"] - before["draft_tokens_accepted"]
+        for b in bases:
+            ratios = [x / y for x, y in zip(rates[ours.name], rates[b.name])]
+            print(f"i. copy-heavy edit, greedy: moonserve (drafts) {statistics.median(rates[ours.name]):.1f} tok/s, "
+                  f"{b.name} {statistics.median(rates[b.name]):.1f} tok/s; ratio {statistics.median(ratios):.3f} "
+                  f"{['%.3f' % x for x in ratios]}")
+        print(f"   drafts: {accepted} of {drafted_n} drafted tokens accepted "
+              f"({accepted / max(1, drafted_n):.0%}), {accepted / max(1, RUNS * 400):.0%} of the output")
+    finally:
+        drafted.stop()
+        plain.stop()
+        spec.stop()
 
 
 def long_context(d: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from moonserve.engines.embedded.drafts import PromptLookup
 from moonserve.engines.embedded.pacing import PrefillPacer
 from moonserve.engines.embedded.scheduler import Scheduler
 from moonserve.engines.embedded.sequence import Sequence, common_prefix
@@ -63,6 +64,33 @@ def test_a_shared_prefix_in_flight_is_waited_for_then_its_followers_are_admitted
     sched.remove(other)
     assert sched.admit(restore) == [b, c] and b.waits_for is None  # c does not wait for b: b restored it
     assert b.n_computed == c.n_computed == 600
+
+
+def test_a_decode_step_carries_a_draft_from_the_sequences_own_context():
+    sched = Scheduler(n_slots=4, max_waiting=4, n_ctx_seq=64)
+    copying = Sequence(prompt=[10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 10, 11], max_new_tokens=6, sampler=None,
+                       lookup=PromptLookup(8))
+    plain = seq(5, generating=True)
+    admit(sched, copying, plain)
+    copying.n_computed, copying.generated, copying.last_token = 12, [12], 12  # it just drew 12: "10 11 12" again
+    step = sched.schedule(512, 8)
+    mine = next(w for w in step.work if w.seq is copying)
+    # what followed "10 11 12" before, as far as it may still generate (6 tokens, one already)
+    assert mine.tokens == [12, 13, 14, 15, 16] and mine.draft == 4
+    assert [w.draft for w in step.work if w.seq is plain] == [0]
+    # the runner found the first two right and drew 99 where the third stood
+    mine.accepted = 3
+    out, done = sched.postprocess(step, [(copying, 13), (copying, 14), (copying, 99), (plain, 3)],
+                                  is_eog=lambda t: t == 2, n_ctx_seq=64)
+    assert copying.n_computed == 15 and copying.generated == [12, 13, 14, 99] and copying.last_token == 99
+    assert [t for s, t in out if s is copying] == [13, 14, 99] and done == []
+    # an end-of-generation token inside a draft ends it there
+    copying.generated, copying.last_token = [12], 12
+    step = sched.schedule(512, 8)
+    next(w for w in step.work if w.seq is copying).accepted = 2
+    out, done = sched.postprocess(step, [(copying, 13), (copying, 2), (plain, 3)], is_eog=lambda t: t == 2,
+                                  n_ctx_seq=64)
+    assert done == [(copying, "stop")] and [t for s, t in out if s is copying] == [13]
 
 
 def test_without_a_prefix_cache_nothing_waits():

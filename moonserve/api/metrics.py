@@ -27,6 +27,9 @@ ENGINE_METRICS = {
                            "Prompts prefilled by the prefill worker beside running streams and handed back"),
     "shared_prefills": ("moonserve_shared_prefills", "counter",
                         "Prompts computed once for requests that arrived together sharing their prefix"),
+    "draft_tokens": ("moonserve_draft_tokens", "counter", "Speculation: tokens drafted from the requests' own context"),
+    "draft_tokens_accepted": ("moonserve_draft_tokens_accepted", "counter",
+                              "Speculation: drafted tokens that the model's own draw confirmed"),
 }
 
 

@@ -85,7 +85,8 @@ class EngineCore:
         self.runner = ModelRunner(model, ctx, vision)
         self.pacer = PrefillPacer(max_decode_slowdown, ctx.n_batch)
         self.scheduler = Scheduler(ctx.n_seq, max_waiting, unpaced_tokens,
-                                   hold_tokens=SHARED_PREFIX_HOLD_TOKENS if cache is not None else None)
+                                   hold_tokens=SHARED_PREFIX_HOLD_TOKENS if cache is not None else None,
+                                   n_ctx_seq=ctx.n_ctx_seq)
         self.outbox = Outbox()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
@@ -96,6 +97,8 @@ class EngineCore:
         self.prompt_tokens_computed = 0
         self.prefills_offloaded = 0
         self.shared_prefills = 0  # prompts computed once for several requests that arrived together
+        self.draft_tokens = 0  # speculation: tokens drafted from the requests' own context, and those right
+        self.draft_tokens_accepted = 0
         self.tokens_per_second = 0.0  # generation rate, smoothed over about a second
         self._rate_mark = (time.monotonic(), 0)
         # a decode step's llama_decode time and the Python around it (scheduling, batch building,
@@ -135,6 +138,8 @@ class EngineCore:
             "prompt_tokens_computed": self.prompt_tokens_computed,
             "prefills_offloaded": self.prefills_offloaded,
             "shared_prefills": self.shared_prefills,
+            "draft_tokens": self.draft_tokens,
+            "draft_tokens_accepted": self.draft_tokens_accepted,
             "tokens_per_second": round(self.tokens_per_second, 2),
             "decode_step_ms": round(self.decode_seconds * 1e3, 3),
             "step_overhead_us": round(self.step_overhead_seconds * 1e6, 1),
@@ -219,6 +224,11 @@ class EngineCore:
             self.pacer.observe_lone(seconds, n_prefill)
         self.prompt_tokens_computed += n_prefill
         self.tokens_generated += len(sampled)
+        if n_prefill == 0:
+            for w in step.work:
+                if w.draft:
+                    self.draft_tokens += w.draft
+                    self.draft_tokens_accepted += w.accepted - 1
         out, done = self.scheduler.postprocess(step, sampled, is_eog=self.model.is_eog, n_ctx_seq=self.ctx.n_ctx_seq)
         if n_prefill:
             self._share_prefixes(step)

@@ -19,6 +19,7 @@ from .settings import EmbeddedDeployment
 from ...workers import offload
 from ..protocol import Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, Finish, Usage
 from .core import EngineCore
+from .drafts import PromptLookup
 from .input_processor import InputProcessor, Prepared
 from .llama import Context, Model, Vision
 from .output_processor import OutputProcessor
@@ -159,6 +160,9 @@ class EmbeddedGeneration:
     def _sequence(self, p: Prepared) -> Sequence:
         seq = Sequence(prompt=p.prompt, max_new_tokens=p.max_new, sampler=p.sampler, images=p.images,
                        release=p.release, loop=asyncio.get_running_loop(), events=asyncio.Queue())
+        d = self.engine.deployment
+        if d.draft_tokens > 0:
+            seq.lookup = PromptLookup(d.draft_tokens)
         if p.later_sampler is not None:
             seq.later_sampler = p.later_sampler
             if p.guided:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from .llama import Context, Model, Vision
-from .scheduler import Step
+from .scheduler import Step, Work
 from .sequence import Sequence
 
 
@@ -21,27 +21,49 @@ class ModelRunner:
         self.vision = vision
 
     def execute(self, step: Step) -> tuple[list[tuple[Sequence, int]], float]:
-        """Decode the step's tokens in one batch and sample each sequence that needs a token.
-        Returns (sequence, token) in the step's order and the seconds llama_decode took."""
+        """Decode the step's tokens in one batch and sample each sequence that needs a token (a
+        sequence with a draft: each position in turn, up to the first the sampler disagrees with,
+        and its KV cells past what was right are dropped). Returns (sequence, token) in the step's
+        order and the seconds llama_decode took."""
         ctx = self.ctx
         ctx.clear_batch()
         add = ctx.add
-        rows: list[tuple[Sequence, int]] = []
+        rows: list[tuple[Work, int]] = []  # a sampled work and the batch index of its first sampled token
         for w in step.work:
             slot, pos = w.seq.slot, w.start
             last = len(w.tokens) - 1
+            first = last - w.draft
             for i, tok in enumerate(w.tokens):
-                idx = add(tok, pos + i, slot, w.sample and i == last)
+                idx = add(tok, pos + i, slot, w.sample and i >= first)
             if w.sample:
-                rows.append((w.seq, idx))
+                rows.append((w, idx - w.draft))
         t0 = time.perf_counter()
         ctx.decode()
         seconds = time.perf_counter() - t0
         if not rows:
             return [], seconds
-        logits = ctx.outputs(len(rows))  # the batch asks for logits exactly at these rows, in order
+        n_outputs = sum(w.draft + 1 for w, _ in rows)
+        logits = ctx.outputs(n_outputs)  # the batch asks for logits exactly at these rows, in order
         sample = self._sample
-        return [(seq, sample(seq, idx, logits[k])) for k, (seq, idx) in enumerate(rows)], seconds
+        out: list[tuple[Sequence, int]] = []
+        k = 0
+        for w, idx in rows:
+            seq = w.seq
+            if not w.draft:
+                out.append((seq, sample(seq, idx, logits[k])))
+                k += 1
+                continue
+            is_eog = self.model.is_eog
+            for i in range(w.draft + 1):
+                token = sample(seq, idx + i, logits[k + i])
+                out.append((seq, token))
+                if i == w.draft or token != w.tokens[i + 1] or is_eog(token):
+                    break
+            w.accepted = i + 1
+            k += w.draft + 1
+            if w.accepted <= w.draft:  # the cells of the draft's wrong guesses
+                ctx.forget(seq.slot, w.start + w.accepted)
+        return out, seconds
 
     def _sample(self, seq: Sequence, idx: int, row) -> int:
         model, ctx = self.model, self.ctx

@@ -43,6 +43,8 @@ class Work:
     tokens: list[int]
     start: int  # position of tokens[0]
     sample: bool  # whether the last token's logits are sampled this step
+    draft: int = 0  # the last this many tokens are a draft: every position is sampled, in turn (drafts.py)
+    accepted: int = 1  # of a decode's tokens, those that turned out right (the runner says)
 
 
 @dataclass(slots=True)
@@ -56,8 +58,10 @@ class Step:
 
 
 class Scheduler:
-    def __init__(self, n_slots: int, max_waiting: int, unpaced_tokens: int = 64, hold_tokens: int | None = None):
+    def __init__(self, n_slots: int, max_waiting: int, unpaced_tokens: int = 64, hold_tokens: int | None = None,
+                 n_ctx_seq: int | None = None):
         self.unpaced_tokens = unpaced_tokens
+        self.n_ctx_seq = n_ctx_seq  # bounds a draft (None: only the sequence's max_new_tokens does)
         self.hold_tokens = hold_tokens  # None: a shared prefix in flight is not waited for (no prefix cache)
         self.free_slots = list(range(n_slots))  # a heap: the lowest free slot first
         self.max_waiting = max_waiting
@@ -132,11 +136,25 @@ class Scheduler:
         prefilling = [s for s in self.running if s.prefilling and not s.offloaded]
         if generating and (not prefilling or not self._prefill_turn):
             self._prefill_turn = bool(prefilling)
-            return Step([Work(s, [s.last_token], s.position, True) for s in generating[:budget]], False)
+            generating = generating[:budget]
+            spare = budget - len(generating)
+            work = []
+            for s in generating:
+                draft = self._draft(s, spare) if s.lookup is not None and spare > 0 else ()
+                spare -= len(draft)
+                work.append(Work(s, [s.last_token, *draft], s.position, True, len(draft)))
+            return Step(work, False)
         self._prefill_turn = False
         paced = bool(generating)
         return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else None,
                                   lone_chunk), paced)
+
+    def _draft(self, s: Sequence, spare: int) -> list[int]:
+        """A sequence's draft for this step, within what it may still generate."""
+        limit = min(spare, s.max_new_tokens - s.n_generated - 1)
+        if self.n_ctx_seq is not None:
+            limit = min(limit, self.n_ctx_seq - s.n_computed - 2)
+        return s.lookup.draft(s.prompt + s.generated, limit) if limit > 0 else []
 
     def postprocess(self, step: Step, sampled: list[tuple[Sequence, int]], *, is_eog: Callable[[int], bool],
                     n_ctx_seq: int) -> tuple[list[tuple[Sequence, int]], list[tuple[Sequence, str]]]:
@@ -144,17 +162,23 @@ class Scheduler:
         the tokens to send on, in order, and the sequences now done with their reason ("stop": an
         end-of-generation token, never sent; "length": out of tokens or context), to retire."""
         for w in step.work:
-            w.seq.n_computed += len(w.tokens) if w.seq.prefilling else 1  # a decode token: the one sampled before
+            # a decode's tokens: the one sampled before, and the draft's that were right
+            w.seq.n_computed += len(w.tokens) if w.seq.prefilling else w.accepted
         out: list[tuple[Sequence, int]] = []
         done: list[tuple[Sequence, str]] = []
+        ended: set[int] = set()
         for seq, token in sampled:
+            if seq.id in ended:  # (a draft's tokens past the end: never sent)
+                continue
             seq.generated.append(token)
             if is_eog(token):
                 done.append((seq, "stop"))
+                ended.add(seq.id)
                 continue
             out.append((seq, token))
             if seq.n_generated >= seq.max_new_tokens or seq.n_computed >= n_ctx_seq:
                 done.append((seq, "length"))
+                ended.add(seq.id)
             else:
                 seq.last_token = token
         return out, done

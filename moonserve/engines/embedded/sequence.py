@@ -7,6 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .drafts import PromptLookup
 from .llama import Sampler
 
 _ids = itertools.count(1)
@@ -52,6 +53,7 @@ class Sequence:
     # would compute the same KV), and whether others wait for this one's.
     waits_for: "Sequence | None" = None
     leads: bool = False
+    lookup: PromptLookup | None = None  # speculation: drafts from its own context (drafts.py); None: off
     finished: bool = False
     # Switch to `later_sampler` once the generated text contains `switch_after` (e.g. a grammar
     # that applies to the answer only, after the reasoning's `</think>`), or, with `switch_at_end`,

@@ -41,6 +41,11 @@ class EmbeddedDeployment(DeploymentConfig):
     # guided_thinking_line_chars characters, then closed with `</think>`. 0: off.
     guided_thinking_lines: int = 0
     guided_thinking_line_chars: int = 160
+    # Speculative decoding from the request's own context (prompt lookup, engines/embedded/drafts.py):
+    # up to this many tokens a step, drafted where the last tokens stood before in the prompt or
+    # output, verified in the same step; the output is distributed as without (identical in
+    # deterministic mode). 0: off.
+    draft_tokens: int = 0
 
     def check(self) -> None:
         if not self.model:

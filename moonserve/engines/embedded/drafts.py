@@ -1,0 +1,55 @@
+"""Draft tokens from the request's own context (prompt lookup): where the last few tokens of the
+prompt and output so far stood before, the tokens that followed them then are a guess at what
+follows now. An edit that rewrites a file, an answer that quotes its input, a tool call that repeats
+a path: most of their tokens stand in the prompt already.
+
+The scheduler puts a sequence's draft after its next input token in one decode step; the runner
+samples each position in turn and keeps the draft up to the first token the sampler does not draw
+(its own draw there is the step's last token). The drafts are a deterministic guess, so drawing from
+the model's distribution at each position and comparing is the standard acceptance rule: the output
+is distributed exactly as without drafts, and a seeded request draws the same numbers (one per
+output token, in order). In deterministic mode, whose kernels compute a token's logits bit for bit
+the same however many tokens share its batch, the output is identical to the output without drafts
+(tested); the default kernels give a verified position's logits a last-bits difference, as batching
+does, which can tip a near tie.
+"""
+
+from __future__ import annotations
+
+NGRAMS = (3, 2)  # the longest match first: the last 3 tokens, else the last 2
+
+
+class PromptLookup:
+    """One sequence's index of its context's n-grams, updated as tokens come."""
+
+    __slots__ = ("max_tokens", "index", "indexed")
+
+    def __init__(self, max_tokens: int):
+        self.max_tokens = max_tokens
+        self.index: dict[tuple[int, ...], int] = {}  # n-gram -> where what followed its latest occurrence starts
+        self.indexed = 0  # the context positions whose n-grams are in the index
+
+    def draft(self, context: list[int], limit: int) -> list[int]:
+        """Up to min(max_tokens, limit) tokens that followed the latest earlier occurrence of the
+        context's last n-gram; none if it never occurred (or only as an image's placeholders)."""
+        n = len(context)
+        index = self.index
+        # index every n-gram that ends before the last token (the last one has nothing after it yet)
+        for end in range(max(self.indexed, 2), n):
+            for k in NGRAMS:
+                if end >= k:
+                    index[tuple(context[end - k:end])] = end
+        self.indexed = max(self.indexed, n)
+        limit = min(limit, self.max_tokens)
+        if limit <= 0:
+            return []
+        for k in NGRAMS:
+            if n >= k:
+                start = index.get(tuple(context[n - k:]))
+                if start is not None and start < n:
+                    out = context[start:start + limit]
+                    for i, t in enumerate(out):
+                        if t < 0:  # an image's placeholder: never a token to draft
+                            return out[:i]
+                    return out
+        return []
