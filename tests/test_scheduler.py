@@ -234,3 +234,16 @@ def test_a_lone_long_prompt_is_prefilled_in_steps_sized_to_stop_quickly_when_can
     assert pacer.lone_chunk == 128
     pacer.observe_lone(seconds=0.01, tokens=256)  # never past the batch
     assert pacer.lone_chunk == 512
+
+
+def test_a_draft_shrinks_while_it_is_wrong_and_grows_back_while_it_is_right():
+    lookup = PromptLookup(8)
+    context = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2]
+    assert len(lookup.draft(context, 100)) == 8
+    lookup.verified(8, 0)
+    lookup.verified(4, 0)
+    assert lookup.draft(context, 100) == [3, 4]
+    lookup.verified(2, 2)
+    assert len(lookup.draft(context, 100)) == 4
+    lookup.verified(4, 1)  # partly right: as it is
+    assert len(lookup.draft(context, 100)) == 4 and len(lookup.draft(context, 3)) == 3

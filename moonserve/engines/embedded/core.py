@@ -229,6 +229,7 @@ class EngineCore:
                 if w.draft:
                     self.draft_tokens += w.draft
                     self.draft_tokens_accepted += w.accepted - 1
+                    w.seq.lookup.verified(w.draft, w.accepted - 1)
         out, done = self.scheduler.postprocess(step, sampled, is_eog=self.model.is_eog, n_ctx_seq=self.ctx.n_ctx_seq)
         if n_prefill:
             self._share_prefixes(step)

@@ -20,12 +20,16 @@ NGRAMS = (3, 2)  # the longest match first: the last 3 tokens, else the last 2
 
 
 class PromptLookup:
-    """One sequence's index of its context's n-grams, updated as tokens come."""
+    """One sequence's index of its context's n-grams, updated as tokens come, and how long a draft
+    it currently makes: halved after a draft that was wrong from its first token, doubled (up to
+    `max_tokens`) after one that was right throughout, so that text that does not copy pays for few
+    drafted tokens a step."""
 
-    __slots__ = ("max_tokens", "index", "indexed")
+    __slots__ = ("max_tokens", "cap", "index", "indexed")
 
     def __init__(self, max_tokens: int):
         self.max_tokens = max_tokens
+        self.cap = max_tokens
         self.index: dict[tuple[int, ...], int] = {}  # n-gram -> where what followed its latest occurrence starts
         self.indexed = 0  # the context positions whose n-grams are in the index
 
@@ -40,7 +44,7 @@ class PromptLookup:
                 if end >= k:
                     index[tuple(context[end - k:end])] = end
         self.indexed = max(self.indexed, n)
-        limit = min(limit, self.max_tokens)
+        limit = min(limit, self.cap)
         if limit <= 0:
             return []
         for k in NGRAMS:
@@ -53,3 +57,10 @@ class PromptLookup:
                             return out[:i]
                     return out
         return []
+
+    def verified(self, drafted: int, accepted: int) -> None:
+        """How the last draft fared: `accepted` of its `drafted` tokens were right."""
+        if accepted == 0:
+            self.cap = max(1, self.cap // 2)
+        elif accepted == drafted:
+            self.cap = min(self.max_tokens, self.cap * 2)
