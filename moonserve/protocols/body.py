@@ -1,4 +1,4 @@
-"""The chat call's body: JSON only, read in chunks and refused as soon as it passes the cap, parsed
+"""A protocol's request body: JSON only, read in chunks and refused as soon as it passes the cap, parsed
 and validated in a worker thread (a 20 MB body must not hold the event loop).
 
 What `json.loads` accepts but the rest of the server cannot take is refused here, naming the place:
@@ -52,11 +52,6 @@ async def read_capped_body(request: Request, cap: int, message: str) -> bytes:
     return bytes(body)
 
 
-async def read_chat_request(request: Request) -> tuple[ChatRequest, int]:
-    raw = await read_json_body(request)
-    return await offload(parse_chat_request, raw), len(raw)
-
-
 def translated_reader(request: Request, translate: Callable[[dict], tuple[dict, T]], turns: list[T]):
     """The call's body reader for a protocol that translates its request into a chat request:
     `translate(body)` gives the chat request and what else the protocol keeps of the request (its
@@ -89,14 +84,6 @@ def parse_json_object(raw: bytes) -> dict:
         for k, v in extra.items():
             body.setdefault(k, v)
     return body
-
-
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    body = parse_json_object(raw)
-    try:
-        return ChatRequest.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
 
 
 def parse_json(raw: bytes):

@@ -9,9 +9,9 @@ from ...accounts.store import ApiKey
 from ...api.auth import require_key
 from ...api.errors import error_response, request_id
 from ...service.request import ChatRequest
-from ..body import read_chat_request
 from ..skeleton import Answer, serve_call
 from . import reply
+from .request import read_chat_request
 
 router = APIRouter()
 PREFIXES = ("/compatible-mode/v1", "/v1")
