@@ -249,19 +249,23 @@ EDIT = [{"role": "user", "content": "Here is a file:\n```python\n" + code_file()
 
 
 def copy_heavy(d: Path) -> None:
-    """i: the edit, greedy, 400 output tokens; each server alone (one sequence busy)."""
+    """i: the edit, greedy, 400 output tokens; each server alone (one sequence busy). Run on its own:
+    `python -c "import vs_llama_server as v, pathlib, tempfile; v.copy_heavy(pathlib.Path(tempfile.mkdtemp()))"`."""
     greedy = "[deployments.smollm2]\ntemperature = 0.0\ntop_p = 1.0\n"
     drafted = start_server(Path(tempfile.mkdtemp(prefix="moonserve-bench-")),
-                           config=greedy + f"draft_tokens = {DRAFT_TOKENS}\n")
+                           config=greedy + f"draft_tokens = {DRAFT_TOKENS}\nprefix_cache_mb = 0\n")
     plain = start_llama_server(llama_server_binary(), smollm2_path(), d / "i", slots=1, context=4096)
     spec = start_llama_server(llama_server_binary(), smollm2_path(), d / "i-spec", name="llama-server-spec",
                               slots=1, context=4096, extra=["--spec-type", "ngram-simple"])
     ours = Target("moonserve", f"{drafted.base_url}/chat/completions", MODEL,
                   {"Authorization": f"Bearer {drafted.key}"}, {"enable_thinking": False, "temperature": 0.0},
                   health=f"{drafted.url}/health")
-    bases = [Target("llama-server", f"{plain.url}/v1/chat/completions", "smollm2", {}, {"temperature": 0.0}),
+    # every run computes the prompt (no prompt cache either side): a restored prefix's last-bits
+    # difference can tip SmolLM2's greedy answer into one that does not copy
+    bases = [Target("llama-server", f"{plain.url}/v1/chat/completions", "smollm2", {},
+                    {"temperature": 0.0, "cache_prompt": False}),
              Target("llama-server --spec-type ngram-simple", f"{spec.url}/v1/chat/completions", "smollm2", {},
-                    {"temperature": 0.0})]
+                    {"temperature": 0.0, "cache_prompt": False})]
     try:
         rates: dict[str, list[float]] = {t.name: [] for t in [ours, *bases]}
         before = httpx.get(ours.health).json()["deployments"]["smollm2"]
