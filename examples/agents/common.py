@@ -10,12 +10,21 @@ import json
 import os
 import sys
 
+from pydantic import BaseModel, Field
+
 BASE_URL = os.environ.get("MOONSERVE_BASE_URL", "http://127.0.0.1:8000/compatible-mode/v1")
 API_KEY = os.environ.get("DASHSCOPE_API_KEY", "")
 MODEL = os.environ.get("MOONSERVE_MODEL", "kimi/kimi-k2.6")
 THINKING = os.environ.get("MOONSERVE_THINKING", "1") == "1"
 QUESTION = os.environ.get("RECIPE_QUESTION", "What is the weather in Beijing?")
 WEATHER_REPORT = os.environ.get("RECIPE_WEATHER", "Sunny, 21 degrees")
+
+
+class City(BaseModel):
+    """The structured-output example's answer. max_length is part of the JSON schema, and the server's
+    grammar enforces it, so a small model cannot run a string on to max_tokens."""
+    city: str = Field(max_length=60)
+    country: str = Field(max_length=60)
 
 
 def get_weather(city: str) -> str:

@@ -7,16 +7,10 @@ thinking on use `Mode.JSON_SCHEMA` (response_format json_schema), or turn thinki
 
 import instructor
 from openai import OpenAI
-from pydantic import BaseModel
 
-from common import API_KEY, BASE_URL, MODEL, report, run
+from common import API_KEY, BASE_URL, City, MODEL, report, run
 
 client = OpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0)
-
-
-class City(BaseModel):
-    city: str
-    country: str
 
 
 def plain():

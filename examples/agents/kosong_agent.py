@@ -15,7 +15,7 @@ from kosong.tooling import CallableTool2, ToolOk, ToolReturnValue
 from kosong.tooling.simple import SimpleToolset
 from pydantic import BaseModel
 
-from common import API_KEY, BASE_URL, MODEL, QUESTION, THINKING, get_weather, report, run
+from common import API_KEY, BASE_URL, City, MODEL, QUESTION, THINKING, get_weather, report, run
 
 
 def provider() -> Kimi:
@@ -55,8 +55,7 @@ def stream():
 
 
 def structured():
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
-              "required": ["city", "country"]}
+    schema = City.model_json_schema()
     chat = provider().with_generation_kwargs(extra_body={
         "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}}})
     result = asyncio.run(generate(chat, "Name a city and its country."))

@@ -6,20 +6,14 @@ response_format json_schema, which works in thinking mode too.
 """
 
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
 
-from common import API_KEY, BASE_URL, MODEL, THINKING, report, run
+from common import API_KEY, BASE_URL, City, MODEL, THINKING, report, run
 from langchain_loop import tool_loop
 
 
 def chat(thinking: bool = THINKING) -> ChatOpenAI:
     return ChatOpenAI(model=MODEL, base_url=BASE_URL, api_key=API_KEY, max_retries=0,
                       extra_body={"enable_thinking": thinking})
-
-
-class City(BaseModel):
-    city: str
-    country: str
 
 
 def plain():

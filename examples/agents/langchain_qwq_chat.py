@@ -10,19 +10,13 @@ forces a tool call, which Moonserve constrains to the schema; forcing needs thin
 """
 
 from langchain_qwq import ChatQwen
-from pydantic import BaseModel
 
-from common import API_KEY, BASE_URL, MODEL, THINKING, report, run
+from common import API_KEY, BASE_URL, City, MODEL, THINKING, report, run
 from langchain_loop import tool_loop
 
 
 def chat(thinking: bool = THINKING) -> ChatQwen:
     return ChatQwen(model=MODEL, base_url=BASE_URL, api_key=API_KEY, enable_thinking=thinking, max_retries=0)
-
-
-class City(BaseModel):
-    city: str
-    country: str
 
 
 def plain():

@@ -8,20 +8,14 @@ included, so it works in thinking mode.
 import json
 
 import litellm
-from pydantic import BaseModel
 
-from common import API_KEY, BASE_URL, MODEL, QUESTION, THINKING, get_weather, report, run
+from common import API_KEY, BASE_URL, City, MODEL, QUESTION, THINKING, get_weather, report, run
 
 MODEL_ID = f"dashscope/{MODEL}"
 COMMON = dict(api_base=BASE_URL, api_key=API_KEY, extra_body={"enable_thinking": THINKING})
 TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather of a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-
-
-class City(BaseModel):
-    city: str
-    country: str
 
 
 def plain():

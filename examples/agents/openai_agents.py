@@ -10,19 +10,13 @@ import asyncio
 from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseTextDeltaEvent
-from pydantic import BaseModel
 
-from common import API_KEY, BASE_URL, MODEL, QUESTION, THINKING, get_weather, report, run
+from common import API_KEY, BASE_URL, City, MODEL, QUESTION, THINKING, get_weather, report, run
 
 set_tracing_disabled(True)  # tracing would upload to OpenAI's servers
 model = OpenAIChatCompletionsModel(model=MODEL, openai_client=AsyncOpenAI(base_url=BASE_URL, api_key=API_KEY))
 thinking = ModelSettings(extra_body={"enable_thinking": THINKING})
 no_thinking = ModelSettings(extra_body={"enable_thinking": False})
-
-
-class City(BaseModel):
-    city: str
-    country: str
 
 
 def plain():

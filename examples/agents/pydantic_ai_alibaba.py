@@ -9,23 +9,17 @@ structured output forces `tool_choice`: both need thinking off (`enable_thinking
 output and keep tool loops off.
 """
 
-from pydantic import BaseModel
 from pydantic_ai import Agent, NativeOutput
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.profiles.openai import OpenAIModelProfile
 from pydantic_ai.providers.alibaba import AlibabaProvider
 
-from common import API_KEY, BASE_URL, MODEL, QUESTION, THINKING, get_weather, report, run
+from common import API_KEY, BASE_URL, City, MODEL, QUESTION, THINKING, get_weather, report, run
 
 model = OpenAIChatModel(MODEL, provider=AlibabaProvider(base_url=BASE_URL, api_key=API_KEY),
                         profile=OpenAIModelProfile(supports_json_schema_output=True, supports_json_object_output=True))
 thinking = {"extra_body": {"enable_thinking": THINKING}}
 no_thinking = {"extra_body": {"enable_thinking": False}}
-
-
-class City(BaseModel):
-    city: str
-    country: str
 
 
 def plain():

@@ -42,7 +42,7 @@ const calls = {
     const r = await generateText({
       model: compatible(env.MOONSERVE_MODEL ?? "kimi/kimi-k2.6"), maxRetries: 0,
       providerOptions: { moonserve: { enable_thinking: thinking } }, prompt: "Name a city and its country.",
-      output: Output.object({ schema: z.object({ city: z.string(), country: z.string() }) }),
+      output: Output.object({ schema: z.object({ city: z.string().max(60), country: z.string().max(60) }) }),
     });
     report("structured", { value: r.output });
   },
