@@ -252,7 +252,8 @@ def test_a_long_prompts_stream_opens_at_once_and_its_prefill_stops_when_the_clie
         time.sleep(1.0)
         left = time.monotonic()
     stopped = idle_after(server, left)
-    assert stopped < 2.5, f"the prefill went on {stopped:.2f}s after the client left"
+    # (a prefill step here takes ~2 s: it stops in the middle of one)
+    assert stopped < 0.8, f"the prefill went on {stopped:.2f}s after the client left"
     time.sleep(0.3)
     (row,) = [r for r in records(server) if r["request_id"] not in before]
     assert row["status"] == 499 and row["protocol"] == protocol and row["prompt_tokens"] > 2500
@@ -278,4 +279,5 @@ def test_a_non_stream_call_whose_client_leaves_during_its_prefill_stops_at_once(
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.base_url}/chat/completions", json=body, headers=auth(server), timeout=1.5)
     stopped = idle_after(server, time.monotonic())
-    assert stopped < 2.5, f"the prefill went on {stopped:.2f}s after the client left"
+    # (a prefill step here takes ~2 s: it stops in the middle of one)
+    assert stopped < 0.8, f"the prefill went on {stopped:.2f}s after the client left"

@@ -217,23 +217,16 @@ def test_a_slow_decode_step_does_not_loosen_the_bound_at_once():
     assert pacer.allowed < 1.5 * 0.010
 
 
-def test_a_lone_long_prompt_is_prefilled_in_steps_sized_to_stop_quickly_when_cancelled():
-    """With nothing generating, a long prompt still goes in bounded steps (the engine acts on a
-    cancellation between steps), sized from the last step's time per token."""
+def test_a_lone_long_prompt_is_prefilled_in_whole_batches():
+    """With nothing generating, a long prompt takes what the short ones leave of the budget (smaller
+    steps are slower deep in a context; a cancellation stops a step in progress, see
+    test_call_endings.py); short prompts go first, wherever they stand."""
     sched = Scheduler(n_slots=2, max_waiting=4)
     long, short = seq(3000), seq(20)
     admit(sched, long, short)
-    step = sched.schedule(512, 16, lone_chunk=256)
-    assert [(w.seq, len(w.tokens)) for w in step.work] == [(long, 256), (short, 20)]
+    step = sched.schedule(512, 16)
+    assert [(w.seq, len(w.tokens)) for w in step.work] == [(short, 20), (long, 492)]
     assert not step.paced
-    pacer = PrefillPacer(max_slowdown=2.5, max_chunk=512)
-    assert pacer.lone_chunk == 256
-    pacer.observe_lone(seconds=0.5, tokens=256)  # 2 ms a token: 0.8 s is 409 tokens
-    assert pacer.lone_chunk == 409
-    pacer.observe_lone(seconds=2.0, tokens=256)  # deep in a prompt: never below 128
-    assert pacer.lone_chunk == 128
-    pacer.observe_lone(seconds=0.01, tokens=256)  # never past the batch
-    assert pacer.lone_chunk == 512
 
 
 def test_a_draft_shrinks_while_it_is_wrong_and_grows_back_while_it_is_right():

@@ -22,9 +22,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from .llama import Context, LlamaError, Model, Vision, restream
-from .model_runner import ModelRunner
+from .model_runner import ModelRunner, StepAborted
 from .pacing import PrefillPacer
 from .prefill_worker import PrefillDone, PrefillJob, PrefillWorker
 from .prefix_cache import PrefixCache
@@ -88,6 +89,7 @@ class EngineCore:
                                    hold_tokens=SHARED_PREFIX_HOLD_TOKENS if cache is not None else None,
                                    n_ctx_seq=ctx.n_ctx_seq)
         self.outbox = Outbox()
+        self._stopping = False
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-engine", daemon=True)
         self.prefill = PrefillWorker(prefill_ctx, self._inbox.put) if prefill_ctx is not None else None
@@ -117,9 +119,11 @@ class EngineCore:
         self._inbox.put(seq)
 
     def cancel(self, seq: Sequence) -> None:
+        seq.abandoned = True
         self._inbox.put(_Cancel(seq))
 
     def stop(self) -> None:
+        self._stopping = True
         self._inbox.put(_STOP)
         self._thread.join(timeout=30)
         if self.prefill is not None:
@@ -208,20 +212,21 @@ class EngineCore:
         if self.runner.vision is not None:
             self.prompt_tokens_computed += self.runner.decode_images(self.scheduler.running)
         self._offload()
-        step = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk, self.pacer.lone_chunk)
+        step = self.scheduler.schedule(self.ctx.n_batch, self.pacer.chunk)
         if not step.work:
             self.outbox.flush()
             return
         n_prefill = step.prefill_tokens
         self.outbox.flush()  # the last step's tokens: rendered while this one decodes
-        sampled, seconds = self.runner.execute(step)
+        try:
+            sampled, seconds = self.runner.execute(step, self._abort_prefill(step) if n_prefill else None)
+        except StepAborted:  # its cells are gone: the cancellations waiting in the inbox end them
+            return
         if n_prefill == 0:
             self.pacer.observe_decode(seconds)
             self.decode_seconds += 0.05 * (seconds - self.decode_seconds)
         elif step.paced:
             self.pacer.observe_prefill(seconds, n_prefill)
-        else:
-            self.pacer.observe_lone(seconds, n_prefill)
         self.prompt_tokens_computed += n_prefill
         self.tokens_generated += len(sampled)
         if n_prefill == 0:
@@ -242,6 +247,12 @@ class EngineCore:
             overhead = time.perf_counter() - started - seconds
             self.step_overhead_seconds += 0.05 * (overhead - self.step_overhead_seconds)
         self._update_rate()
+
+    def _abort_prefill(self, step) -> Callable[[], bool]:
+        """A prefill step (up to a whole batch of a long prompt, seconds deep in a long context)
+        stops as soon as nobody wants it: every sequence in it abandoned, or the engine stopping."""
+        seqs = [w.seq for w in step.work]
+        return lambda: self._stopping or all(seq.abandoned for seq in seqs)
 
     def _share_prefixes(self, step) -> None:
         """A prompt that others wait for (a shared prefix in flight, see scheduler.py), once

@@ -13,6 +13,7 @@ import os
 import secrets
 import threading
 from contextlib import nullcontext
+from typing import Callable
 
 import llama_cpp as C
 import numpy as np
@@ -22,6 +23,7 @@ from .sampling import NEGLIGIBLE, Draw
 
 log = logging.getLogger("moonserve.llama")
 
+_NO_ABORT = C.ggml_abort_callback()  # a null callback: llama.cpp then never asks
 _backend_lock = threading.Lock()
 _backend_ready = False
 
@@ -29,9 +31,12 @@ _backend_ready = False
 _GGML_LOG_WARN, _GGML_LOG_ERROR = 3, 4  # ggml_log_level
 
 
+_aborted = threading.local()  # .decode: this thread's decode was stopped on purpose (see Context.decode)
+
+
 @C.llama_log_callback
 def _log_callback(level, text, _user_data):  # llama.cpp is chatty: keep warnings and errors only
-    if level in (_GGML_LOG_WARN, _GGML_LOG_ERROR):
+    if level in (_GGML_LOG_WARN, _GGML_LOG_ERROR) and not getattr(_aborted, "decode", False):
         msg = text.decode("utf-8", "replace").rstrip()
         if msg:
             log.warning("%s", msg)
@@ -241,11 +246,31 @@ class Context:
             C.llama_set_n_threads(self.ptr, threads, threads)
             self.threads = threads
 
-    def decode(self) -> None:
+    def decode(self, abort: Callable[[], bool] | None = None) -> bool:
+        """Compute the batch. With `abort`, llama.cpp asks it between the graph's operations and
+        stops when it says so: returns False, and the batch's cells are dropped (a long prompt's
+        step of seconds ends within milliseconds of a cancellation). `abort` runs on this thread,
+        with the GIL taken for each call, so it must be cheap; it costs nothing to a decode without it."""
         self.batch.n_tokens = self._n
-        rc = C.llama_decode(self.ptr, self.batch)
+        if abort is None:
+            rc = C.llama_decode(self.ptr, self.batch)
+        else:
+            def stop(_data) -> bool:
+                _aborted.decode = abort()  # (what llama.cpp logs of the failure it then reports is not news)
+                return _aborted.decode
+
+            callback = C.ggml_abort_callback(stop)
+            C.llama_set_abort_callback(self.ptr, callback, None)
+            try:
+                rc = C.llama_decode(self.ptr, self.batch)
+            finally:
+                C.llama_set_abort_callback(self.ptr, _NO_ABORT, None)
+                _aborted.decode = False
+            if rc == 2:
+                return False
         if rc != 0:
             raise LlamaError(f"llama_decode returned {rc}")
+        return True
 
     # -- memory ---------------------------------------------------------------------------------
 

@@ -8,10 +8,15 @@ Images are decoded here too, through mtmd, between steps.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from .llama import Context, Model, Vision
 from .scheduler import Step, Work
 from .sequence import Sequence
+
+
+class StepAborted(Exception):
+    """The step's decode was stopped by its `abort` (nothing of it was kept)."""
 
 
 class ModelRunner:
@@ -20,11 +25,11 @@ class ModelRunner:
         self.ctx = ctx
         self.vision = vision
 
-    def execute(self, step: Step) -> tuple[list[tuple[Sequence, int]], float]:
+    def execute(self, step: Step, abort: Callable[[], bool] | None = None) -> tuple[list[tuple[Sequence, int]], float]:
         """Decode the step's tokens in one batch and sample each sequence that needs a token (a
         sequence with a draft: each position in turn, up to the first the sampler disagrees with,
         and its KV cells past what was right are dropped). Returns (sequence, token) in the step's
-        order and the seconds llama_decode took."""
+        order and the seconds llama_decode took; raises StepAborted if `abort` stopped the decode."""
         ctx = self.ctx
         ctx.clear_batch()
         add = ctx.add
@@ -38,7 +43,8 @@ class ModelRunner:
             if w.sample:
                 rows.append((w, idx - w.draft))
         t0 = time.perf_counter()
-        ctx.decode()
+        if not ctx.decode(abort):
+            raise StepAborted
         seconds = time.perf_counter() - t0
         if not rows:
             return [], seconds

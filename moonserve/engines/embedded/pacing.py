@@ -9,12 +9,11 @@ least-squares line through them: the per-token cost grows with the prompt's posi
 recent steps count), and picks the largest chunk predicted to fit with a margin, so that it does
 not probe past the bound and make a running stream wait. While the recent steps all had one size it
 assumes no fixed cost, which over-estimates a larger chunk and never under-estimates it.
-With nothing generating, prefill is not paced, but its steps are still kept to about
-LONE_STEP_SECONDS (`lone_chunk`, from the last such step's time per token), because the engine
-acts on a cancellation between steps: a client that leaves during a long prompt's prefill frees
-the engine within a second. Measured on 2 cores (SmolLM2, a 3,800-token prompt): 512- and
-256-token steps prefill at the same speed, 128-token ones ~5% slower; at that depth a token costs
-up to ~8 ms, so a 512-token step took ~3 s.
+With nothing generating, prefill is not paced: a long prompt goes in whole batches. Such a step
+takes seconds deep in a long context (SmolLM2 on 2 cores, 512 tokens: 2 s at the start, 9.8 s past
+11,000 tokens), and smaller ones cost throughput there (the same 512 tokens as 128-token steps took
+12.3 s); a client that leaves does not wait for it, as the step stops within milliseconds once
+nobody wants it (Context.decode's abort).
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from collections import deque
 RISE, FALL = 0.1, 0.5
 MARGIN = 0.9  # aim a little under the bound: step times are noisy
 HISTORY = 4
-LONE_STEP_SECONDS = 0.8  # an unpaced prefill step's target length (the next step is deeper, so slower)
-MIN_LONE_CHUNK = 128  # below this, prefill gets slower
 
 
 class PrefillPacer:
@@ -36,7 +33,6 @@ class PrefillPacer:
         self.max_chunk = max_chunk
         self.decode_step: float | None = None  # seconds, decode steps
         self.chunk = first_chunk
-        self.lone_chunk = min(max_chunk, 256)  # prompt tokens an unpaced prefill step may take
         self._steps: deque[tuple[int, float]] = deque(maxlen=HISTORY)  # (prompt tokens, seconds)
 
     @property
@@ -56,12 +52,6 @@ class PrefillPacer:
         if tokens > 0:
             self._steps.append((tokens, seconds))
             self._resize()
-
-    def observe_lone(self, seconds: float, tokens: int) -> None:
-        """An unpaced prefill step (nothing generating) of `tokens` prompt tokens took `seconds`."""
-        if tokens > 0 and seconds > 0:
-            chunk = int(LONE_STEP_SECONDS * tokens / seconds)
-            self.lone_chunk = max(min(MIN_LONE_CHUNK, self.max_chunk), min(self.max_chunk, chunk))
 
     def _resize(self) -> None:
         allowed = self.allowed

@@ -28,9 +28,6 @@ from .sequence import Sequence
 
 log = logging.getLogger("moonserve.engine")
 
-CHUNK = 128  # tokens per llama_decode: small enough that a cancelled prompt stops within a second
-
-
 @dataclass(eq=False)
 class PrefillJob:
     seq: Sequence
@@ -38,6 +35,7 @@ class PrefillJob:
     end: int  # compute up to here, exclusive
     state: object | None = None  # the sequence's KV cells up to `start`, if any
     size: int = 0
+    cancelled: bool = False  # set by the engine loop: the worker stops within milliseconds
 
 
 @dataclass(eq=False)
@@ -50,18 +48,13 @@ class PrefillDone:
     error: Exception | None = None
 
 
-@dataclass(eq=False)
-class _Cancel:
-    job: PrefillJob
-
-
 _STOP = object()
 
 
 class PrefillWorker:
-    """Owns its context and thread. The engine loop talks to it by messages only: a job, a
-    cancellation (the worker stops at its next chunk), stop; it answers each job with a
-    `PrefillDone` in the loop's inbox."""
+    """Owns its context and thread. The engine loop hands it jobs and a stop by message, and
+    cancels a job by its flag (the decode in progress stops within milliseconds, see
+    Context.decode); it answers each job with a `PrefillDone` in the loop's inbox."""
 
     def __init__(self, ctx: Context, deliver: Callable[[PrefillDone], None]):
         self.ctx = ctx  # a one-sequence context on the same model, with the worker's threads
@@ -69,11 +62,13 @@ class PrefillWorker:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="moonserve-prefill", daemon=True)
         self.job: PrefillJob | None = None  # set and cleared by the engine loop only
+        self._stopping = False
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._inbox.put(_STOP)
         self._thread.join(timeout=30)
 
@@ -86,7 +81,7 @@ class PrefillWorker:
         self._inbox.put(job)
 
     def cancel(self, job: PrefillJob) -> None:
-        self._inbox.put(_Cancel(job))
+        job.cancelled = True
 
     # -- the worker thread ----------------------------------------------------------------------
 
@@ -95,48 +90,29 @@ class PrefillWorker:
             msg = self._inbox.get()
             if msg is _STOP:
                 return
-            if isinstance(msg, PrefillJob) and not self._run(msg):
-                return
-            # a cancellation of a job already answered: nothing to do
+            self._run(msg)
 
-    def _interrupted(self, job: PrefillJob) -> tuple[bool, bool]:
-        """(stop the job, stop the worker), from the messages that came in meanwhile."""
-        cancel = stop = False
-        while True:
-            try:
-                msg = self._inbox.get_nowait()
-            except queue.Empty:
-                return cancel or stop, stop
-            if msg is _STOP:
-                stop = True
-            elif isinstance(msg, _Cancel) and msg.job is job:
-                cancel = True
-
-    def _run(self, job: PrefillJob) -> bool:
-        """Compute one job and answer it; False when told to stop meanwhile."""
+    def _run(self, job: PrefillJob) -> None:
+        """Compute one job, in whole batches, and answer it."""
         ctx = self.ctx
-        stopped = interrupted = False
+        abort = lambda: job.cancelled or self._stopping  # noqa: E731
+        completed = False
         try:
             if job.state is not None and not ctx.restore_state(job.state, job.size, 0):
                 raise LlamaError("llama.cpp refused the sequence's state")
             tokens = job.seq.prompt
-            for pos in range(job.start, job.end, CHUNK):
-                interrupted, stopped = self._interrupted(job)
-                if interrupted:
-                    break
+            for pos in range(job.start, job.end, ctx.n_batch):
                 ctx.clear_batch()
-                for i, tok in enumerate(tokens[pos : min(job.end, pos + CHUNK)]):
+                for i, tok in enumerate(tokens[pos : min(job.end, pos + ctx.n_batch)]):
                     ctx.add(tok, pos + i, 0, False)
-                ctx.decode()
-            if interrupted:
-                done = PrefillDone(job, None)
+                if abort() or not ctx.decode(abort):
+                    break
             else:
-                state, size = ctx.save_state(0)
-                done = PrefillDone(job, state, size)
+                completed = True
+            done = PrefillDone(job, *ctx.save_state(0)) if completed else PrefillDone(job, None)
         except Exception as exc:
             log.exception("prefill worker: a prompt failed")
             done = PrefillDone(job, None, error=exc)
         finally:
             ctx.forget(0)
         self._deliver(done)
-        return not stopped

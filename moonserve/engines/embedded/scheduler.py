@@ -128,9 +128,9 @@ class Scheduler:
                 return True
         return False
 
-    def schedule(self, budget: int, interactive_chunk: int, lone_chunk: int | None = None) -> Step:
-        """The next step's work, at most `budget` tokens. `lone_chunk`: the tokens one long prompt
-        may take in a step while nothing generates (None: the whole budget)."""
+    def schedule(self, budget: int, interactive_chunk: int) -> Step:
+        """The next step's work, at most `budget` tokens; a long prompt's chunk is at most
+        `interactive_chunk` while others generate, the whole budget while nothing does."""
         generating = sorted((s for s in self.running if not s.prefilling and s.last_token is not None),
                             key=lambda s: s.slot)
         prefilling = [s for s in self.running if s.prefilling and not s.offloaded]
@@ -146,8 +146,7 @@ class Scheduler:
             return Step(work, False)
         self._prefill_turn = False
         paced = bool(generating)
-        return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else None,
-                                  lone_chunk), paced)
+        return Step(self._prefill(prefilling, budget, min(budget, interactive_chunk) if paced else None), paced)
 
     def _draft(self, s: Sequence, spare: int) -> list[int]:
         """A sequence's draft for this step, within what it may still generate."""
@@ -183,8 +182,7 @@ class Scheduler:
                 seq.last_token = token
         return out, done
 
-    def _prefill(self, prefilling: list[Sequence], budget: int, paced: int | None,
-                 lone_chunk: int | None = None) -> list[Work]:
+    def _prefill(self, prefilling: list[Sequence], budget: int, paced: int | None) -> list[Work]:
         """Prompt chunks for one step. `paced`: while others generate, the tokens a long prompt may
         take (None: nothing generates, prefill takes the whole budget). Short prompts (at most
         `unpaced_tokens` left) go in whole; while others generate, only up to twice `unpaced_tokens`
@@ -194,7 +192,8 @@ class Scheduler:
         tokens/s than one (fewer, fuller prefill steps; the streams end less staggered)."""
         work: list[Work] = []
         short_tokens = 0
-        for seq in prefilling:
+        # short prompts first: they start generating in this step, a long one takes what they leave
+        for seq in sorted(prefilling, key=lambda s: len(s.prompt) - s.n_computed > self.unpaced_tokens):
             if budget == 0:
                 break
             left = len(seq.prompt) - seq.n_computed
@@ -203,7 +202,7 @@ class Scheduler:
                     continue
                 allowed = budget
             elif paced is None:
-                allowed = budget if lone_chunk is None else min(budget, lone_chunk)
+                allowed = budget
             else:
                 allowed = min(budget, paced)
             if allowed == 0:

@@ -55,6 +55,9 @@ class Sequence:
     leads: bool = False
     lookup: PromptLookup | None = None  # speculation: drafts from its own context (drafts.py); None: off
     finished: bool = False
+    # Its consumer has gone (set on the async side, beside the cancellation message): a step that
+    # computes only for abandoned sequences stops at once (see core.py)
+    abandoned: bool = False
     # Switch to `later_sampler` once the generated text contains `switch_after` (e.g. a grammar
     # that applies to the answer only, after the reasoning's `</think>`), or, with `switch_at_end`,
     # when the first sampler's grammar is complete (its end-of-generation token is drawn again by
