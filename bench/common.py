@@ -149,14 +149,16 @@ def stream_url(url: str, body: dict, headers: dict) -> StreamTiming:
 
 # The raw baselines sample like the Kimi cards in non-thinking mode; the default deployment declares
 # SmolLM2's own sampling (0.2 / 0.9), so the benchmarks' server is told to sample like the baselines.
-SAME_SAMPLING = "[deployments.smollm2]\ntemperature = 0.6\ntop_p = 0.95\n"
+# They also generate as many tokens as a request asks for, where the default deployment stops every
+# call at 512 (max_output_tokens: an agent's turn in seconds on a CPU).
+LIKE_THE_BASELINES = "[deployments.smollm2]\ntemperature = 0.6\ntop_p = 0.95\nmax_output_tokens = 32768\n"
 
 
 def serve(config: str = "") -> Server:
     if "[deployments.smollm2]" in config:
-        config = config.replace("[deployments.smollm2]\n", SAME_SAMPLING, 1)
+        config = config.replace("[deployments.smollm2]\n", LIKE_THE_BASELINES, 1)
     else:
-        config = SAME_SAMPLING + config
+        config = LIKE_THE_BASELINES + config
     return start_server(Path(tempfile.mkdtemp(prefix="moonserve-bench-")), config=config)
 
 

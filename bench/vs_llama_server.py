@@ -74,6 +74,15 @@ class Target:
         return stream_url(self.url, body, self.headers)
 
 
+def moonserve(name: str, server) -> Target:
+    return Target(name, f"{server.base_url}/chat/completions", MODEL, {"Authorization": f"Bearer {server.key}"},
+                  {"enable_thinking": False}, health=f"{server.url}/health")
+
+
+def baseline(engine) -> Target:
+    return Target("llama-server", f"{engine.url}/v1/chat/completions", "smollm2", {}, {})
+
+
 def single(t: Target, seed: int) -> float:
     return t.call(STORY, 256, seed).decode_rate
 
@@ -140,12 +149,7 @@ def main() -> None:
     exact = serve("[deployments.smollm2]\ndeterministic = true\n")
     drafting = serve("[deployments.smollm2]\ndraft_tokens = 8\n")
 
-    def moonserve(name: str, server) -> Target:
-        return Target(name, f"{server.base_url}/chat/completions", MODEL, {"Authorization": f"Bearer {server.key}"},
-                      {"enable_thinking": False}, health=f"{server.url}/health")
-
-    targets = [moonserve("moonserve", moon), Target("llama-server", f"{engine.url}/v1/chat/completions", "smollm2", {}, {}),
-               moonserve("deterministic", exact)]
+    targets = [moonserve("moonserve", moon), baseline(engine), moonserve("deterministic", exact)]
     ours, base, det = targets
     spec = moonserve("drafts", drafting)
     try:
@@ -297,9 +301,7 @@ def long_context(d: Path) -> None:
     engine = start_llama_server(llama_server_binary(), smollm2_path(), d / "h", slots=1, context=32768,
                                 extra=["--override-kv", "llama.context_length=int:32768"])
     moon = serve("[deployments.smollm2]\ncontext_length = 32768\nmax_sequences = 1\n")
-    targets = [Target("moonserve", f"{moon.base_url}/chat/completions", MODEL, {"Authorization": f"Bearer {moon.key}"},
-                      {"enable_thinking": False}),
-               Target("llama-server", f"{engine.url}/v1/chat/completions", "smollm2", {}, {})]
+    targets = [moonserve("moonserve", moon), baseline(engine)]
     try:
         ttft: dict[str, list[float]] = {t.name: [] for t in targets}
         tokens = 0
