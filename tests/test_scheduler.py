@@ -240,3 +240,20 @@ def test_a_draft_shrinks_while_it_is_wrong_and_grows_back_while_it_is_right():
     assert len(lookup.draft(context, 100)) == 4
     lookup.verified(4, 1)  # partly right: as it is
     assert len(lookup.draft(context, 100)) == 4 and len(lookup.draft(context, 3)) == 3
+
+
+def test_a_draft_continues_its_source_past_a_changed_token():
+    """An edit: the copy goes on where it was, the model's token in place of the guessed one,
+    where the n-grams know nothing (the changed token is new); wrong from its first token, the
+    next draft is looked up again."""
+    lookup = PromptLookup(8)
+    context = [7, 8, 1, 2, 3, 4, 5, 6, 9, 9, 7, 8]
+    assert lookup.draft(context, 100) == [1, 2, 3, 4, 5, 6, 9, 9]
+    lookup.verified(8, 2)  # 1, 2 right; the model wrote 30 where the source has 3
+    context += [1, 2, 30]
+    assert lookup.draft(context, 4) == [4, 5, 6, 9]
+    lookup.verified(4, 0)  # the model wrote 31 instead of 4: the source is lost
+    context += [31]
+    assert lookup.draft(context, 4) == []  # (2, 30, 31) and (30, 31) never occurred
+    context += [7, 8]
+    assert lookup.draft(context, 100) == [1, 2, 30, 31]  # the n-grams' latest occurrence, as long as the cap

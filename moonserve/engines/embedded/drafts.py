@@ -20,22 +20,33 @@ NGRAMS = (3, 2)  # the longest match first: the last 3 tokens, else the last 2
 
 
 class PromptLookup:
-    """One sequence's index of its context's n-grams, updated as tokens come, and how long a draft
-    it currently makes: halved after a draft that was wrong from its first token, doubled (up to
-    `max_tokens`) after one that was right throughout, so that text that does not copy pays for few
-    drafted tokens a step."""
+    """One sequence's index of its context's n-grams, updated as tokens come, where the last draft's
+    source goes on, and how long a draft it currently makes.
 
-    __slots__ = ("max_tokens", "cap", "index", "indexed")
+    Where a draft came from is where the next one comes from: the source continues after the
+    positions the last step consumed, the token the model chose at a wrong guess taking the place
+    of the guessed one (an edit renames a word, a list counts on: one token instead of another, the
+    rest as it stood), where the latest occurrence of an n-gram may be anywhere (another copy of a
+    repeated line, the function before the one being copied). A draft wrong from its first token
+    sends the next lookup back to the n-grams. The length is halved after a draft that was
+    wrong from its first token, doubled (up to `max_tokens`) after one that was right throughout,
+    so that text that does not copy pays for few drafted tokens a step."""
+
+    __slots__ = ("max_tokens", "cap", "index", "indexed", "source", "follow", "at")
 
     def __init__(self, max_tokens: int):
         self.max_tokens = max_tokens
         self.cap = max_tokens
         self.index: dict[tuple[int, ...], int] = {}  # n-gram -> where what followed its latest occurrence starts
         self.indexed = 0  # the context positions whose n-grams are in the index
+        self.source = 0  # where the last draft was copied from
+        self.follow: int | None = None  # where the next draft continues that source, if it does
+        self.at = 0  # the context's length that `follow` is for (a step without a draft loses it)
 
     def draft(self, context: list[int], limit: int) -> list[int]:
-        """Up to min(max_tokens, limit) tokens that followed the latest earlier occurrence of the
-        context's last n-gram; none if it never occurred (or only as an image's placeholders)."""
+        """Up to min(max_tokens, limit) tokens: the last draft's source continued, else those that
+        followed the latest earlier occurrence of the context's last n-gram; none if neither (or
+        only an image's placeholders)."""
         n = len(context)
         index = self.index
         # index every n-gram that ends before the last token (the last one has nothing after it yet)
@@ -45,22 +56,31 @@ class PromptLookup:
                     index[tuple(context[end - k:end])] = end
         self.indexed = max(self.indexed, n)
         limit = min(limit, self.cap)
+        start = self.follow if self.follow is not None and self.at == n and self.follow < n else None
+        self.follow = None
         if limit <= 0:
             return []
-        for k in NGRAMS:
-            if n >= k:
-                start = index.get(tuple(context[n - k:]))
-                if start is not None and start < n:
-                    out = context[start:start + limit]
-                    for i, t in enumerate(out):
-                        if t < 0:  # an image's placeholder: never a token to draft
-                            return out[:i]
-                    return out
-        return []
+        if start is None:
+            for k in NGRAMS:
+                if n >= k:
+                    start = index.get(tuple(context[n - k:]))
+                    if start is not None and start < n:
+                        break
+            else:
+                return []
+        self.source, self.at = start, n
+        out = context[start:start + limit]
+        for i, t in enumerate(out):
+            if t < 0:  # an image's placeholder: never a token to draft
+                return out[:i]
+        return out
 
     def verified(self, drafted: int, accepted: int) -> None:
-        """How the last draft fared: `accepted` of its `drafted` tokens were right."""
+        """How the last draft fared: `accepted` of its `drafted` tokens were right (and the step
+        added the model's own token after them)."""
         if accepted == 0:
             self.cap = max(1, self.cap // 2)
-        elif accepted == drafted:
+            return
+        self.follow, self.at = self.source + accepted + 1, self.at + accepted + 1
+        if accepted == drafted:
             self.cap = min(self.max_tokens, self.cap * 2)
