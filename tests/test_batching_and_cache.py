@@ -87,10 +87,12 @@ def loaded_cpu_kernels(server) -> str:
 
 def test_deterministic_mode_runs_kernels_without_llamafile_and_the_default_the_fast_ones(batch_server, tmp_path):
     assert "/share/moonserve/deterministic/" in loaded_cpu_kernels(batch_server)
-    assert health(batch_server)["deterministic"] is True
+    assert health(batch_server)["deterministic"] is True and health(batch_server)["kernels"] == "deterministic"
     fast = start_server(tmp_path)
     try:
-        assert "/llama_cpp/lib/" in loaded_cpu_kernels(fast) and health(fast)["deterministic"] is False
+        # Moonserve's build of llama.cpp's kernels (scripts/build_kernels.sh fast), not the wheel's own
+        assert "/share/moonserve/fast/" in loaded_cpu_kernels(fast)
+        assert health(fast)["deterministic"] is False and health(fast)["kernels"] == "moonserve"
         # fast kernels still repeat a seeded answer when the conditions repeat (alone, no cache)
         question = [{"role": "user", "content": "Tell me about foxes."}]
         assert ask(fast, question, max_tokens=40, seed=42) == ask(fast, question, max_tokens=40, seed=42)

@@ -256,4 +256,28 @@ def test_a_draft_continues_its_source_past_a_changed_token():
     context += [31]
     assert lookup.draft(context, 4) == []  # (2, 30, 31) and (30, 31) never occurred
     context += [7, 8]
-    assert lookup.draft(context, 100) == [1, 2, 30, 31]  # the n-grams' latest occurrence, as long as the cap
+    # the n-grams' latest occurrence, up to the slot that varied there (30 where the source has 3)
+    assert lookup.draft(context, 100) == [1, 2]
+
+
+def test_a_draft_ends_before_a_slot_that_varied_in_the_copy_it_follows():
+    """A model that counts as it copies (f_1, f_2, f_3...): after the first copy's miss at the
+    counter, drafts stop before the counter and resume after it, so no draft is wrong again."""
+    lookup = PromptLookup(8)
+    block = lambda k: [50, 51, 100 + k, 52, 53, 54, 55, 56, 57]  # "def f_k(x): ..."
+    context = [1] + block(1)
+    out = block(2) + block(3) + block(4)
+    wrong, steps = 0, 0
+    while out:
+        draft = lookup.draft(context, len(out) - 1)
+        accepted = 0
+        while accepted < len(draft) and draft[accepted] == out[accepted]:
+            accepted += 1
+        wrong += accepted < len(draft)
+        context += out[:accepted + 1]
+        out = out[accepted + 1:]
+        steps += 1
+        if draft:
+            lookup.verified(len(draft), accepted)
+    assert wrong == 1  # the first counter only (block 2 copying block 1); blocks 3 and 4 stop before theirs
+    assert steps < 12  # 27 tokens

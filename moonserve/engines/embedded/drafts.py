@@ -28,11 +28,17 @@ class PromptLookup:
     of the guessed one (an edit renames a word, a list counts on: one token instead of another, the
     rest as it stood), where the latest occurrence of an n-gram may be anywhere (another copy of a
     repeated line, the function before the one being copied). A draft wrong from its first token
-    sends the next lookup back to the n-grams. The length is halved after a draft that was
+    sends the next lookup back to the n-grams.
+
+    A draft ends before a slot that varied: a position whose token differs from the one at its
+    source (a wrong guess there, or a token written where a draft stopped and then differing from
+    the source's). What changed in the last copy tends to change in the next (a counter, a name the
+    model renames as it goes), and a wrong guess costs the rest of the draft; the model writes that
+    slot itself, and the draft after it continues the source past it. The length is halved after a draft that was
     wrong from its first token, doubled (up to `max_tokens`) after one that was right throughout,
     so that text that does not copy pays for few drafted tokens a step."""
 
-    __slots__ = ("max_tokens", "cap", "index", "indexed", "source", "follow", "at")
+    __slots__ = ("max_tokens", "cap", "index", "indexed", "source", "follow", "at", "varied", "pending")
 
     def __init__(self, max_tokens: int):
         self.max_tokens = max_tokens
@@ -42,12 +48,20 @@ class PromptLookup:
         self.source = 0  # where the last draft was copied from
         self.follow: int | None = None  # where the next draft continues that source, if it does
         self.at = 0  # the context's length that `follow` is for (a step without a draft loses it)
+        self.varied: set[int] = set()  # context positions whose token differs from their source's
+        self.pending: tuple[int, int] | None = None  # a slot the model writes itself: (position, source's token)
 
     def draft(self, context: list[int], limit: int) -> list[int]:
         """Up to min(max_tokens, limit) tokens: the last draft's source continued, else those that
         followed the latest earlier occurrence of the context's last n-gram; none if neither (or
         only an image's placeholders)."""
         n = len(context)
+        if self.pending is not None:
+            position, token = self.pending
+            if position < n:
+                self.pending = None
+                if context[position] != token:
+                    self.varied.add(position)
         index = self.index
         # index every n-gram that ends before the last token (the last one has nothing after it yet)
         for end in range(max(self.indexed, 2), n):
@@ -70,14 +84,22 @@ class PromptLookup:
                 return []
         self.source, self.at = start, n
         out = context[start:start + limit]
+        varied = self.varied
         for i, t in enumerate(out):
             if t < 0:  # an image's placeholder: never a token to draft
+                return out[:i]
+            if start + i in varied:  # the model writes this slot itself; the source goes on after it
+                self.pending = (n + i, t)
+                if i == 0:
+                    self.follow, self.at = start + 1, n + 1
                 return out[:i]
         return out
 
     def verified(self, drafted: int, accepted: int) -> None:
         """How the last draft fared: `accepted` of its `drafted` tokens were right (and the step
         added the model's own token after them)."""
+        if accepted < drafted:
+            self.varied.add(self.at + accepted)  # the model's token where the guess stood
         if accepted == 0:
             self.cap = max(1, self.cap // 2)
             return

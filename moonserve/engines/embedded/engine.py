@@ -18,6 +18,7 @@ from ...formats.template import ChatTemplate
 from .settings import EmbeddedDeployment
 from ...workers import offload
 from ..protocol import Admitted, ChatOptions, Conversation, Delta, EngineOverloaded, Finish, Usage
+from . import kernels
 from .core import EngineCore
 from .drafts import PromptLookup
 from .input_processor import InputProcessor, Prepared
@@ -62,10 +63,12 @@ class EmbeddedEngine:
                 raise ValueError(f"deployment {d.name}: {path.name} has no chat template; set chat_template")
         template = ChatTemplate(source, bos_token=model.token_text(model.bos_id), eos_token=model.token_text(model.eos_id))
         # Flash attention off in deterministic mode (kernels.py), and with drafts: llama.cpp's CPU
-        # kernel attends each query row on its own, re-reading the KV cells, so verifying a 9-token
-        # draft took 143 ms against 71 ms without it (one token at 2,400 tokens of context: 21 ms
-        # against 15 ms; a 2,400-token prefill ~10% faster with it), measured on 2 cores. The
-        # prefill worker must agree (the KV state's layout depends on it).
+        # kernel attends each query row one KV cell at a time, so verifying a 9-token draft at 2,300
+        # tokens of context took 138 ms with it against 86 ms without flash attention; Moonserve's
+        # kernel for short batches (kernels.py) takes 83 ms, no gain worth a change of the drafts'
+        # numerics (one token: 20 / 16 / 13.5 ms; a 2,400-token prefill ~10% faster with flash
+        # attention), measured on 2 cores. The prefill worker must agree (the KV state's layout
+        # depends on it).
         fast = self.flash_attention = not d.deterministic and d.draft_tokens == 0
         ctx = Context(model, n_ctx_seq=d.context_length, n_seq=d.max_sequences, n_batch=d.batch_tokens,
                       threads=d.threads, flash_attn=fast)
@@ -107,7 +110,7 @@ class EmbeddedEngine:
     def stats(self) -> dict:
         if not self.core:
             return {"loading": True}
-        return {**self.core.stats(), "deterministic": self.deployment.deterministic}
+        return {**self.core.stats(), "deterministic": self.deployment.deterministic, "kernels": kernels.loaded()}
 
     @property
     def context_length(self) -> int:
