@@ -248,7 +248,13 @@ def code_file(n_lines: int = 150) -> str:
     return "\n".join(lines)
 
 
-EDIT = [{"role": "user", "content": "Here is a file:\n```python\n" + code_file() + "\n```\nWrite the whole file "
+# A coding agent's edit: its system prompt, the file, the change. (Without the system prompt,
+# SmolLM2's greedy answer hangs on a near tie at its third token between a copy of the file and a
+# ten-token "Here's how you can modify the file.", which the last bits of an attention kernel
+# decide; with it, every kernel measured writes the file.)
+EDIT = [{"role": "system", "content": "You are a code editor. You reply with the complete edited file in one code "
+         "block, nothing else."},
+        {"role": "user", "content": "Here is a file:\n```python\n" + code_file() + "\n```\nWrite the whole file "
          "again, unchanged except that `limit` is renamed to `cap`. Only the file."}]
 
 
@@ -272,10 +278,13 @@ def copy_heavy(d: Path) -> None:
                     {"temperature": 0.0, "cache_prompt": False})]
     try:
         rates: dict[str, list[float]] = {t.name: [] for t in [ours, *bases]}
+        lengths: dict[str, list[int]] = {t.name: [] for t in [ours, *bases]}  # a short answer copies nothing
         before = httpx.get(ours.health).json()["deployments"]["smollm2"]
         for run in range(RUNS):
             for t in ([ours, *bases] if run % 2 == 0 else [*bases, ours]):
-                rates[t.name].append(t.call(EDIT, 400, 0).decode_rate)
+                r = t.call(EDIT, 400, 0)
+                rates[t.name].append(r.decode_rate)
+                lengths[t.name].append(r.usage["completion_tokens"])
         after = httpx.get(ours.health).json()["deployments"]["smollm2"]
         drafted_n = after["draft_tokens"] - before["draft_tokens"]
         accepted = after["draft_tokens_accepted"] - before["draft_tokens_accepted"]
@@ -284,6 +293,7 @@ def copy_heavy(d: Path) -> None:
             print(f"i. copy-heavy edit, greedy: moonserve (drafts) {statistics.median(rates[ours.name]):.1f} tok/s, "
                   f"{b.name} {statistics.median(rates[b.name]):.1f} tok/s; ratio {statistics.median(ratios):.3f} "
                   f"{['%.3f' % x for x in ratios]}")
+        print("   answers' lengths (tokens): " + ", ".join(f"{k} {v}" for k, v in lengths.items()))
         print(f"   drafts: {accepted} of {drafted_n} drafted tokens accepted "
               f"({accepted / max(1, drafted_n):.0%}), {accepted / max(1, RUNS * 400):.0%} of the output")
     finally:

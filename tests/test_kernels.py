@@ -1,5 +1,6 @@
 """Moonserve's build of llama.cpp's CPU kernels (scripts/build_kernels.sh, scripts/kernels/*.patch):
-its flash attention for short batches computes what attention without it computes."""
+its flash attention for short batches computes what attention without it computes, and a decode
+step's rows come out the same to the bit whether a token is decoded alone or with others."""
 
 import json
 import subprocess
@@ -7,13 +8,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
-def test_flash_attention_for_short_batches_agrees_with_attention_without_it():
+@pytest.fixture(scope="module")
+def result() -> dict:
     script = Path(__file__).parent / "kernels" / "attention_check.py"
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_a_token_decoded_alone_or_beside_others_gets_the_same_logits(result):
+    assert result["kernels"] == "moonserve"
+    assert result["rows_alike"] == [True] * 9  # the wheel's own kernels: none alike
+
+
+def test_flash_attention_for_short_batches_agrees_with_attention_without_it(result):
     assert result["kernels"] == "moonserve"  # the patched build is the one loaded
     flash, plain = np.array(result["flash"]), np.array(result["plain"])
     assert flash.shape == plain.shape == (6, flash.shape[1])

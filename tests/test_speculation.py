@@ -1,7 +1,8 @@
 """Drafts from the request's own context (speculative decoding, engines/embedded/drafts.py) on the
-real engine and model: in deterministic mode a deployment with `draft_tokens` answers bit for bit
-what the same weights answer without them, in far fewer steps when the answer copies its prompt,
-within every bound."""
+real engine and model: a deployment with `draft_tokens` answers bit for bit what the same weights
+answer without them, in deterministic mode and with Moonserve's fast kernels (which compute a row of
+a decode step alike however many share the step), in far fewer steps when the answer copies its
+prompt, within every bound."""
 
 from __future__ import annotations
 
@@ -18,16 +19,21 @@ EDIT = [{"role": "user", "content": f"Here is a file:\n```python\n{CODE}\n```\nW
                                     "unchanged. Only the file."}]
 
 
+def drafting_config(deterministic: bool) -> str:
+    flag = f"deterministic = {'true' if deterministic else 'false'}\n"
+    return ("[deployments.smollm2]\ntemperature = 0.0\ntop_p = 1.0\n" + flag +
+            f'[deployments.drafts]\nmodel = "{smollm2_path()}"\nchat_template = '
+            '"package:moonserve/catalog/templates/smollm2.jinja"\ntool_parser = "hermes"\n'
+            'reasoning_parser = "think"\nguided_thinking_lines = 2\ntemperature = 0.0\ntop_p = 1.0\n'
+            'max_sequences = 2\ndraft_tokens = 8\n' + flag +
+            '[models."kimi/kimi-k2.7-code-highspeed"]\ndeployment = "drafts"\n')
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """kimi/kimi-k2.7-code-highspeed on a deployment with drafts, kimi/kimi-k2.6 on the same weights
-    without; both greedy, both deterministic (the default kernels may tip a near tie either way)."""
-    config = ("[deployments.smollm2]\ntemperature = 0.0\ntop_p = 1.0\ndeterministic = true\n"
-              f'[deployments.drafts]\nmodel = "{smollm2_path()}"\nchat_template = '
-              '"package:moonserve/catalog/templates/smollm2.jinja"\ntool_parser = "hermes"\n'
-              'reasoning_parser = "think"\nguided_thinking_lines = 2\ntemperature = 0.0\ntop_p = 1.0\n'
-              'max_sequences = 2\ndraft_tokens = 8\ndeterministic = true\n'
-              '[models."kimi/kimi-k2.7-code-highspeed"]\ndeployment = "drafts"\n')
+    without; both greedy, both deterministic (the fast kernels: the last test)."""
+    config = drafting_config(deterministic=True)
     s = start_server(tmp_path_factory.mktemp("drafts"), config=config)
     yield s
     s.stop()
@@ -79,3 +85,22 @@ def test_a_json_answer_under_its_grammar_with_drafts(server):
     plain = ask(server, "kimi/kimi-k2.6", messages, response_format=fmt, enable_thinking=True)
     assert drafted["choices"][0]["message"] == plain["choices"][0]["message"]
     assert isinstance(json.loads(drafted["choices"][0]["message"]["content"]), dict)
+
+
+def test_with_the_fast_kernels_too_drafts_leave_a_greedy_answer_as_it_is(tmp_path):
+    """Moonserve's build of llama.cpp's kernels computes a decode step's rows alike, one or nine
+    (flash attention row by row, matrix products of fewer than 32 rows by ggml's one-row kernels),
+    so a draft checked in one step gives the tokens the model gives one step at a time."""
+    s = start_server(tmp_path, config=drafting_config(deterministic=False))
+    try:
+        health = httpx.get(f"{s.url}/health").json()["deployments"]
+        assert health["drafts"]["kernels"] == "moonserve" and health["drafts"]["deterministic"] is False
+        before = stats(s)
+        drafted = ask(s, "kimi/kimi-k2.7-code-highspeed", EDIT)
+        after = stats(s)
+        plain = ask(s, "kimi/kimi-k2.6", EDIT, enable_thinking=True)
+        assert drafted["choices"][0]["message"] == plain["choices"][0]["message"]
+        assert drafted["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+        assert after["draft_tokens_accepted"] - before["draft_tokens_accepted"] >= drafted["usage"]["completion_tokens"] // 3
+    finally:
+        s.stop()

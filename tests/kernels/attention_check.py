@@ -1,6 +1,7 @@
 """Run by tests/test_kernels.py in a process of its own (kernels are chosen once per process):
 one decode step computed with flash attention (Moonserve's kernel for short batches) and without
-(llama.cpp's matrix products and softmax), on the same build; prints both steps' logits as JSON."""
+(llama.cpp's matrix products and softmax), on the same build; and nine tokens decoded one a step
+and then in one step beside another sequence's token. Prints the logits and the comparison as JSON."""
 
 import json
 import sys
@@ -34,6 +35,34 @@ def step(model: Model, flash_attn: bool) -> np.ndarray:
     return out
 
 
+def rows_alike(model: Model) -> list[bool]:
+    """Whether each of nine tokens gets the same logits, to the bit, decoded alone (one a step) and
+    in one step of ten rows (a draft's check, beside another sequence's token)."""
+    ctx = Context(model, n_ctx_seq=2048, n_seq=2, n_batch=512, threads=2, flash_attn=True)
+    tokens = model.tokenize("def f(x):\n    return x * 2 + 1  # a comment\n" * 120, add_special=True)[:1400]
+    for seq, depth in ((0, 1300), (1, 333)):
+        for start in range(0, depth, 512):
+            ctx.clear_batch()
+            for i in range(start, min(depth, start + 512)):
+                ctx.add(tokens[i], i, seq, False)
+            assert ctx.decode()
+    alone = []
+    for i in range(9):
+        ctx.clear_batch()
+        ctx.add(tokens[1300 + i], 1300 + i, 0, True)
+        assert ctx.decode()
+        alone.append(np.array(ctx.outputs(1)[0]))
+    ctx.forget(0, 1300)
+    ctx.clear_batch()
+    ctx.add(tokens[333], 333, 1, True)
+    for i in range(9):
+        ctx.add(tokens[1300 + i], 1300 + i, 0, True)
+    assert ctx.decode()
+    together = np.array(ctx.outputs(10))[1:]
+    ctx.close()
+    return [bool((a == b).all()) for a, b in zip(alone, together)]
+
+
 model = Model(str(smollm2_path()))
-json.dump({"kernels": kernels.loaded(), "flash": step(model, True).tolist(), "plain": step(model, False).tolist()},
-          sys.stdout)
+json.dump({"kernels": kernels.loaded(), "flash": step(model, True).tolist(), "plain": step(model, False).tolist(),
+           "rows_alike": rows_alike(model)}, sys.stdout)

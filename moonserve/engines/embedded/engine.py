@@ -62,14 +62,14 @@ class EmbeddedEngine:
             if not source:
                 raise ValueError(f"deployment {d.name}: {path.name} has no chat template; set chat_template")
         template = ChatTemplate(source, bos_token=model.token_text(model.bos_id), eos_token=model.token_text(model.eos_id))
-        # Flash attention off in deterministic mode (kernels.py), and with drafts: llama.cpp's CPU
-        # kernel attends each query row one KV cell at a time, so verifying a 9-token draft at 2,300
-        # tokens of context took 138 ms with it against 86 ms without flash attention; Moonserve's
-        # kernel for short batches (kernels.py) takes 83 ms, no gain worth a change of the drafts'
-        # numerics (one token: 20 / 16 / 13.5 ms; a 2,400-token prefill ~10% faster with flash
-        # attention), measured on 2 cores. The prefill worker must agree (the KV state's layout
-        # depends on it).
-        fast = self.flash_attention = not d.deterministic and d.draft_tokens == 0
+        # Flash attention off in deterministic mode (kernels.py). With drafts it needs Moonserve's
+        # kernels: llama.cpp's own attends each query row one KV cell at a time, so verifying a
+        # 9-token draft at 2,300 tokens of context took 138 ms with it against 86 ms without flash
+        # attention (Moonserve's: 83 ms; one token: 20 / 16 / 13.5 ms; a 2,400-token prefill ~10%
+        # faster with flash attention), measured on 2 cores; and Moonserve's computes a row of a
+        # decode step alike however many rows share the step, so drafts do not change an answer.
+        # The prefill worker must agree (the KV state's layout depends on it).
+        fast = self.flash_attention = not d.deterministic and (d.draft_tokens == 0 or kernels.loaded() == "moonserve")
         ctx = Context(model, n_ctx_seq=d.context_length, n_seq=d.max_sequences, n_batch=d.batch_tokens,
                       threads=d.threads, flash_attn=fast)
         if d.mmproj:
